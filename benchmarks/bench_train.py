@@ -1,0 +1,132 @@
+"""Training throughput on this CPU: teacher and student images/s (fp32 and bf16 autocast)
+at a fixed batch and width, and synthetic data lines/s per worker.
+
+    python benchmarks/bench_train.py [--batch 64] [--width 128] [--steps 8] [--out FILE]
+
+Each model runs warm-up steps, then ``--steps`` timed AdamW steps; the median step
+time is reported. Writes benchmarks/results/train_cpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from distill.charset import Charset  # noqa: E402
+from distill.data.augment import Augmenter  # noqa: E402
+from distill.data.synth import SynthDataset  # noqa: E402
+from distill.losses import ctc_loss  # noqa: E402
+from distill.models import build_model  # noqa: E402
+from distill.preprocess import PreprocessConfig  # noqa: E402
+
+MODELS = {
+    "teacher_resnet34_lstm256x2": dict(backbone="resnet34", hidden=256, layers=2),
+    "student_shufflenet1.0_lstm128x2": dict(
+        backbone="shufflenet_v2", hidden=128, layers=2, backbone_args={"width": 1.0}
+    ),
+    "student_shufflenet0.5_c5-256_lstm96x2": dict(
+        backbone="shufflenet_v2",
+        hidden=96,
+        layers=2,
+        backbone_args={"width": 0.5, "conv5_channels": 256},
+    ),
+}
+
+
+def bench_model(net_cfg: dict, batch: int, width: int, steps: int, bf16: bool) -> dict:
+    torch.manual_seed(0)
+    num_classes = 96
+    model = build_model(num_classes, in_channels=1, **net_cfg).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    x = torch.randn(batch, 1, 32, width)
+    t = width // 4
+    targets = torch.randint(1, num_classes, (batch, 10))
+    lengths = torch.full((batch,), 10)
+    frames = torch.full((batch,), t)
+    times = []
+    for i in range(steps + 2):  # two warm-up steps
+        start = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            logits, _ = model(x)
+        loss, _ = ctc_loss(logits, targets, lengths, frames)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i >= 2:
+            times.append(time.perf_counter() - start)
+    med = statistics.median(times)
+    return {
+        "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        "step_ms_median": round(med * 1000, 1),
+        "images_per_s": round(batch / med, 1),
+    }
+
+
+def bench_synth(n: int, augment: bool) -> dict:
+    ds = SynthDataset(
+        Charset.resolve("ascii"),
+        PreprocessConfig(),
+        size=n,
+        seed=0,
+        augment=Augmenter() if augment else None,
+    )
+    ds[0]  # font cache warm-up
+    start = time.perf_counter()
+    for i in range(n):
+        ds[i]
+    return {"lines_per_s_per_worker": round(n / (time.perf_counter() - start), 1)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--steps", type=int, default=8)
+    ap.add_argument("--synth-lines", type=int, default=1000)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_cpu.json"))
+    args = ap.parse_args()
+
+    res = {
+        "setup": {
+            "batch": args.batch,
+            "input": f"1x32x{args.width}",
+            "timed_steps": args.steps,
+            "torch": torch.__version__,
+            "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(),
+            "cores": os.cpu_count(),
+        },
+        "models": {},
+    }
+    for name, cfg in MODELS.items():
+        for precision, bf16 in (("fp32", False), ("bf16", True)):
+            r = bench_model(cfg, args.batch, args.width, args.steps, bf16)
+            res["models"][f"{name}/{precision}"] = r
+            print(
+                f"{name:40s} {precision}: {r['images_per_s']:7.1f} img/s "
+                f"(median step {r['step_ms_median']} ms, {r['params_M']}M params)",
+                flush=True,
+            )
+    for aug in (False, True):
+        r = bench_synth(args.synth_lines, aug)
+        key = "synth_en_augmented" if aug else "synth_en"
+        res[key] = r
+        print(f"{key:40s}: {r['lines_per_s_per_worker']:7.1f} lines/s per worker", flush=True)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
+    print(f"written: {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,125 @@
+"""Lightning callbacks: training throughput and a TensorBoard panel of validation samples."""
+
+from __future__ import annotations
+
+import time
+
+import lightning as L
+import numpy as np
+from lightning.pytorch.callbacks import ModelCheckpoint
+from PIL import Image, ImageDraw, ImageFont
+
+
+class ThroughputMonitor(L.Callback):
+    """Logs ``train/images_per_s``: images per wall-clock second, data loading included."""
+
+    def __init__(self):
+        self._last = None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._last = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        now = time.perf_counter()
+        if self._last is not None and batch.get("labels"):
+            rate = len(batch["labels"]) * trainer.world_size / max(now - self._last, 1e-9)
+            pl_module.log("train/images_per_s", rate, on_step=True, on_epoch=False, prog_bar=True)
+        self._last = now
+
+
+def _panel_font(texts: list[str], size: int = 14):
+    """A font that has every character of ``texts`` (CJK labels need a CJK font)."""
+    from distill.data.synth import FontLibrary
+
+    text = "".join(texts)
+    try:
+        lib = FontLibrary()
+        # the font covering the most of the text (all of it, when one does)
+        need = {ord(c) for c in text if not c.isspace()}
+        best = max(range(len(lib)), key=lambda i: len(need & lib.coverage[i]))
+        return ImageFont.truetype(lib.paths[best], size)
+    except FileNotFoundError:
+        pass
+    return ImageFont.load_default()
+
+
+def render_samples(images: np.ndarray, widths, labels, preds, confs, mean=0.5, std=0.5, font=None):
+    """A uint8 RGB panel: each image with 'GT / prediction (confidence)' under it,
+    green when the prediction is right and red when it is wrong."""
+    font = font or _panel_font(list(labels) + list(preds))
+    rows = []
+    for img, w, gt, pr, cf in zip(images, widths, labels, preds, confs):
+        x = np.clip((img[:, :, : int(w)] * std + mean) * 255, 0, 255).astype(np.uint8)
+        x = np.repeat(x, 3, axis=0) if x.shape[0] == 1 else x
+        line = Image.fromarray(x.transpose(1, 2, 0))
+        caption = f"GT: {gt}   PR: {pr}  ({cf:.2f})"
+        cw = int(font.getlength(caption)) + 8
+        row = Image.new("RGB", (max(line.width, cw), line.height + 20), (255, 255, 255))
+        row.paste(line, (0, 0))
+        colour = (0, 130, 0) if gt == pr else (200, 0, 0)
+        ImageDraw.Draw(row).text((4, line.height + 2), caption, fill=colour, font=font)
+        rows.append(row)
+    width = max(r.width for r in rows)
+    panel = Image.new("RGB", (width, sum(r.height + 4 for r in rows)), (230, 230, 230))
+    y = 0
+    for r in rows:
+        panel.paste(r, (0, y))
+        y += r.height + 4
+    return np.asarray(panel)
+
+
+class ValidationSamples(L.Callback):
+    """Each validation, writes an image panel of the first ``n`` validation samples with
+    their ground truth and prediction to TensorBoard (``val/samples``)."""
+
+    def __init__(self, n: int = 12):
+        self.n = n
+        self._font = None
+
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ):
+        if batch_idx != 0 or dataloader_idx != 0 or not outputs or trainer.sanity_checking:
+            return
+        writer = getattr(trainer.logger, "experiment", None)
+        if writer is None or not hasattr(writer, "add_image") or not trainer.is_global_zero:
+            return
+        k = min(self.n, len(batch["labels"]))
+        labels, preds = batch["labels"][:k], outputs["preds"][:k]
+        if self._font is None:
+            self._font = _panel_font(pl_module.charset.chars)
+        cfg = pl_module.preprocess_cfg
+        panel = render_samples(
+            batch["images"][:k].float().cpu().numpy(),
+            batch["widths"][:k].tolist(),
+            labels,
+            preds,
+            outputs["confidences"][:k],
+            cfg.mean,
+            cfg.std,
+            self._font,
+        )
+        writer.add_image("val/samples", panel, trainer.global_step, dataformats="HWC")
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` every N training steps, on a crash, and at the very end of training.
+
+    Lightning's own ``save_last`` only follows the monitored checkpoints (written at
+    validation), so the steps after the last validation would be lost; resuming with
+    ``ckpt_path=last`` should lose at most N steps.
+    """
+
+    def __init__(self, dirpath: str, every_n_train_steps: int = 100):
+        super().__init__(
+            dirpath=dirpath,
+            monitor=None,
+            save_top_k=0,
+            save_last=True,
+            every_n_train_steps=every_n_train_steps,
+            save_on_exception=True,
+        )
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        if self._last_global_step_saved != trainer.global_step and not trainer.fast_dev_run:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))

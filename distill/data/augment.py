@@ -1,0 +1,54 @@
+"""Training-time augmentation with albumentations (never applied to validation or test)."""
+
+from __future__ import annotations
+
+import albumentations as A
+import cv2
+import numpy as np
+
+DEFAULT_PROBS = {
+    "gaussian_blur": 0.15,
+    "motion_blur": 0.1,
+    "salt_pepper": 0.1,
+    "perspective": 0.2,
+    "brightness_contrast": 0.3,
+    "jpeg": 0.2,
+    "rotate": 0.2,
+}
+
+
+class Augmenter:
+    """Wraps an albumentations pipeline whose per-transform probabilities come from config.
+
+    A probability of 0 drops the transform; unknown names are an error so a typo in a
+    config does not silently disable augmentation.
+    """
+
+    def __init__(self, **probs: float):
+        unknown = set(probs) - set(DEFAULT_PROBS)
+        if unknown:
+            raise ValueError(
+                f"unknown augmentation(s) {sorted(unknown)}; known: {sorted(DEFAULT_PROBS)}"
+            )
+        self.probs = {**DEFAULT_PROBS, **probs}
+        p = self.probs
+        factories = {
+            "gaussian_blur": lambda q: A.GaussianBlur(
+                blur_limit=(3, 5), sigma_limit=(0.3, 1.2), p=q
+            ),
+            "motion_blur": lambda q: A.MotionBlur(blur_limit=(3, 5), p=q),
+            "salt_pepper": lambda q: A.SaltAndPepper(amount=(0.005, 0.03), p=q),
+            "perspective": lambda q: A.Perspective(
+                scale=(0.01, 0.05), keep_size=True, border_mode=cv2.BORDER_REPLICATE, p=q
+            ),
+            "brightness_contrast": lambda q: A.RandomBrightnessContrast(0.25, 0.3, p=q),
+            "jpeg": lambda q: A.ImageCompression(quality_range=(30, 90), p=q),
+            "rotate": lambda q: A.Affine(rotate=(-3, 3), border_mode=cv2.BORDER_REPLICATE, p=q),
+        }
+        self.pipeline = A.Compose([factories[k](p[k]) for k in DEFAULT_PROBS if p[k] > 0])
+
+    def __repr__(self) -> str:
+        return f"Augmenter({self.probs})"
+
+    def __call__(self, image: np.ndarray) -> np.ndarray:
+        return self.pipeline(image=image)["image"]

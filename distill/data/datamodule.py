@@ -1,0 +1,116 @@
+"""The LightningDataModule: builds train/val/test datasets from config and batches them."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from distill.charset import Charset
+from distill.data.augment import Augmenter
+from distill.data.collate import BucketBatchSampler, Collator
+from distill.data.datasets import ConcatDataset, MixedDataset, open_dataset
+from distill.preprocess import PreprocessConfig
+
+log = logging.getLogger(__name__)
+
+
+def _as_list(x) -> list:
+    if x is None:
+        return []
+    if isinstance(x, (str, bytes)) or callable(x):
+        return [x]
+    return list(x)
+
+
+class OCRDataModule(L.LightningDataModule):
+    """Sources are label-file paths, LMDB folders, or partial dataset factories (synth).
+
+    - ``train``: one or more sources, concatenated, or mixed with ``train_ratios``;
+    - ``val``: one or more sources, concatenated (``val/acc`` picks the checkpoint);
+    - ``test``: each source is its own test set with its own metrics.
+    Labels with characters outside the charset follow ``unknown`` for train and val
+    and ``test_unknown`` (default ``keep``: they count as errors) for test.
+    """
+
+    def __init__(
+        self,
+        charset: str | list[str] | Charset = "ascii",
+        preprocess: dict | None = None,
+        train=None,
+        val=None,
+        test=None,
+        train_ratios: list[float] | None = None,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 2,
+        unknown: str = "skip",
+        test_unknown: str = "keep",
+        augment: dict | None = None,
+        bucket: bool = True,
+        seed: int = 0,
+    ):
+        super().__init__()
+        self.charset = Charset.resolve(charset)
+        self.preprocess_cfg = PreprocessConfig.from_dict(preprocess)
+        self.train_sources, self.val_sources = _as_list(train), _as_list(val)
+        self.test_sources = _as_list(test)
+        self.train_ratios = list(train_ratios) if train_ratios else None
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size or batch_size
+        self.num_workers, self.bucket, self.seed = num_workers, bucket, seed
+        self.unknown, self.test_unknown = unknown, test_unknown
+        self.augment = Augmenter(**augment) if augment is not None else None
+        self.train_set = self.val_set = None
+        self.test_sets: list = []
+
+    def _open(self, sources, unknown, augment=None) -> list:
+        return [
+            open_dataset(s, self.charset, self.preprocess_cfg, unknown, augment) for s in sources
+        ]
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit") and self.train_set is None:
+            if not self.train_sources:
+                raise ValueError("data.train is empty: give a label file, an LMDB folder or synth")
+            sets = self._open(self.train_sources, self.unknown, self.augment)
+            if self.train_ratios:
+                self.train_set = MixedDataset(sets, self.train_ratios, seed=self.seed)
+            else:
+                self.train_set = sets[0] if len(sets) == 1 else ConcatDataset(sets)
+            log.info("train data: %s, %d samples", self.train_set.name, len(self.train_set))
+        if stage in (None, "fit", "validate") and self.val_set is None and self.val_sources:
+            sets = self._open(self.val_sources, self.unknown)
+            self.val_set = sets[0] if len(sets) == 1 else ConcatDataset(sets)
+            log.info("val data: %s, %d samples", self.val_set.name, len(self.val_set))
+        if stage in (None, "test") and not self.test_sets:
+            self.test_sets = self._open(self.test_sources, self.test_unknown)
+
+    @property
+    def test_names(self) -> list[str]:
+        names = [getattr(d, "name", f"test{i}") for i, d in enumerate(self.test_sets)]
+        # two sets with the same folder name stay distinguishable
+        return [n if names.count(n) == 1 else f"{n}{i}" for i, n in enumerate(names)]
+
+    def _loader(self, dataset, batch_size: int, shuffle: bool, encode: bool) -> DataLoader:
+        lengths = dataset.label_lengths() if self.bucket else [0] * len(dataset)
+        sampler = BucketBatchSampler(lengths, batch_size, shuffle=shuffle, seed=self.seed)
+        return DataLoader(
+            dataset,
+            batch_sampler=sampler,
+            collate_fn=Collator(self.charset, encode=encode),
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=False,
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, shuffle=True, encode=True)
+
+    def val_dataloader(self):
+        if self.val_set is None:
+            return []
+        return self._loader(self.val_set, self.eval_batch_size, shuffle=False, encode=True)
+
+    def test_dataloader(self):
+        return [self._loader(d, self.eval_batch_size, False, encode=False) for d in self.test_sets]

@@ -1,0 +1,296 @@
+"""Real data: label files and LMDBs (DTRB layout), their mixture, and charset filtering.
+
+Every dataset yields ``{"image": float32 (C, 32, w), "label": str}`` or ``None`` for a
+sample whose image cannot be read; the collate function drops and counts those, so a
+bad file costs one sample, never the epoch.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from distill.charset import UNKNOWN_POLICIES, Charset
+from distill.preprocess import ImageError, PreprocessConfig, decode_image, load_image, preprocess
+
+log = logging.getLogger(__name__)
+
+
+class EmptyDatasetError(ValueError):
+    pass
+
+
+def filter_labels(
+    labels: list[str], charset: Charset, policy: str, source: str
+) -> tuple[list[int], list[str]]:
+    """Apply the unknown-character policy to labels; return kept indices and their labels.
+
+    ``skip`` drops a sample with any unknown character, ``strip`` removes the unknown
+    characters (dropping a label left empty), ``keep`` leaves labels as they are (for
+    evaluation: the characters count as errors instead of vanishing from the score).
+    The count is reported once per dataset, with examples; a dataset left empty is an
+    error that says why.
+    """
+    if policy not in UNKNOWN_POLICIES:
+        raise ValueError(
+            f"unknown-character policy must be one of {UNKNOWN_POLICIES}, got {policy!r}"
+        )
+    kept_idx, kept, unknown_chars, affected, emptied = [], [], {}, 0, 0
+    for i, label in enumerate(labels):
+        bad = charset.unknown(label) if policy != "keep" else []
+        if bad:
+            affected += 1
+            for c in bad:
+                unknown_chars[c] = unknown_chars.get(c, 0) + 1
+            if policy == "skip":
+                continue
+            label = charset.strip(label)
+        if not label.strip():
+            emptied += 1
+            continue
+        kept_idx.append(i)
+        kept.append(label)
+    top = sorted(unknown_chars, key=unknown_chars.get, reverse=True)[:10]
+    if affected:
+        action = "dropped" if policy == "skip" else "stripped of unknown characters"
+        log.warning(
+            "%s: %d of %d labels %s (charset %r); most frequent unknown characters: %s",
+            source,
+            affected,
+            len(labels),
+            action,
+            charset.name,
+            "".join(top),
+        )
+    if not kept:
+        raise EmptyDatasetError(
+            f"{source}: no usable sample left: {len(labels)} labels read, {affected} with "
+            f"characters outside charset {charset.name!r} (policy {policy!r}; most frequent "
+            f"unknown characters: {''.join(top)!r}), {emptied} empty. Use a charset that covers "
+            "the labels, or unknown=strip."
+        )
+    return kept_idx, kept
+
+
+class _ImageDataset:
+    """Shared tail of the real datasets: decode, augment, preprocess, report bad images."""
+
+    def __init__(self, preprocess_cfg: PreprocessConfig, augment=None):
+        self.preprocess_cfg, self.augment = preprocess_cfg, augment
+        self._warned: set[str] = set()
+
+    def label_lengths(self) -> list[int]:
+        return [len(t) for t in self.labels]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def _finish(self, read, source: str, label: str) -> dict | None:
+        try:
+            img = read()
+        except ImageError as e:
+            if source not in self._warned:
+                self._warned.add(source)
+                warnings.warn(f"skipping unreadable image: {e}", stacklevel=2)
+            return None
+        if self.augment is not None:
+            img = self.augment(img)
+        return {"image": preprocess(img, self.preprocess_cfg), "label": label}
+
+
+class LabelFileDataset(_ImageDataset):
+    """``relative/path<TAB>label`` lines, paths relative to the label file's folder."""
+
+    def __init__(
+        self,
+        path: str | Path,
+        charset: Charset,
+        preprocess_cfg: PreprocessConfig,
+        unknown: str = "skip",
+        augment=None,
+    ):
+        super().__init__(preprocess_cfg, augment)
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise FileNotFoundError(f"label file not found: {self.path}")
+        root = self.path.parent
+        paths, labels, malformed = [], [], []
+        with open(self.path, encoding="utf-8") as f:
+            for n, line in enumerate(f, 1):
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                rel, sep, label = line.partition("\t")
+                if not sep or not rel:
+                    malformed.append(n)
+                    continue
+                paths.append(root / rel)
+                labels.append(label)
+        if malformed:
+            log.warning(
+                "%s: %d malformed line(s) without 'path<TAB>label' skipped (first: line %d)",
+                self.path,
+                len(malformed),
+                malformed[0],
+            )
+        if not labels:
+            raise EmptyDatasetError(f"{self.path}: no 'path<TAB>label' line found")
+        idx, self.labels = filter_labels(labels, charset, unknown, str(self.path))
+        self.paths = [paths[i] for i in idx]
+
+    @property
+    def name(self) -> str:
+        return self.path.parent.name if self.path.stem in ("gt", "labels") else self.path.stem
+
+    def __getitem__(self, i: int) -> dict | None:
+        p = self.paths[i]
+        return self._finish(lambda: load_image(p), str(p), self.labels[i])
+
+
+def is_lmdb(path: str | Path) -> bool:
+    return (Path(path) / "data.mdb").is_file()
+
+
+_LMDB_ENVS: dict[tuple[int, str], object] = {}
+
+
+def _lmdb_env(path: Path):
+    """One read-only environment per folder and process: LMDB refuses to open the same
+    folder twice in a process (train and val may share it), and a handle cannot cross
+    into DataLoader workers, which therefore open their own."""
+    import lmdb
+
+    key = (os.getpid(), str(path.resolve()))
+    if key not in _LMDB_ENVS:
+        _LMDB_ENVS[key] = lmdb.open(
+            str(path), readonly=True, lock=False, readahead=False, meminit=False
+        )
+    return _LMDB_ENVS[key]
+
+
+class LmdbDataset(_ImageDataset):
+    """DTRB layout: ``num-samples``, ``image-%09d``, ``label-%09d``, 1-based keys.
+
+    Labels are read once at start (for filtering and width bucketing); the environment
+    is reopened lazily in each DataLoader worker.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        charset: Charset,
+        preprocess_cfg: PreprocessConfig,
+        unknown: str = "skip",
+        augment=None,
+    ):
+        super().__init__(preprocess_cfg, augment)
+        self.path = Path(path)
+        if not is_lmdb(self.path):
+            raise FileNotFoundError(f"not an LMDB folder (no data.mdb): {self.path}")
+        with self._open().begin() as txn:
+            raw = txn.get(b"num-samples")
+            if raw is None:
+                raise ValueError(f"{self.path}: LMDB has no 'num-samples' key (not DTRB layout)")
+            n = int(raw)
+            labels = []
+            for k in range(1, n + 1):
+                lab = txn.get(b"label-%09d" % k)
+                labels.append(lab.decode("utf-8") if lab is not None else "")
+        idx, self.labels = filter_labels(labels, charset, unknown, str(self.path))
+        self.keys = [i + 1 for i in idx]
+
+    def _open(self):
+        return _lmdb_env(self.path)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def __getitem__(self, i: int) -> dict | None:
+        key = self.keys[i]
+        source = f"{self.path}:image-{key:09d}"
+
+        def read():
+            with self._open().begin() as txn:
+                data = txn.get(b"image-%09d" % key)
+            if data is None:
+                raise ImageError(f"{source}: missing key")
+            return decode_image(data, source)
+
+        return self._finish(read, source, self.labels[i])
+
+
+def open_dataset(
+    source, charset: Charset, preprocess_cfg: PreprocessConfig, unknown: str = "skip", augment=None
+):
+    """A dataset from a path (label file or LMDB folder) or a partial dataset factory."""
+    if callable(source):
+        return source(charset=charset, preprocess_cfg=preprocess_cfg, augment=augment)
+    path = Path(str(source))
+    if is_lmdb(path):
+        return LmdbDataset(path, charset, preprocess_cfg, unknown, augment)
+    if path.is_file():
+        return LabelFileDataset(path, charset, preprocess_cfg, unknown, augment)
+    raise FileNotFoundError(
+        f"data source not found: {path} (expected a label file or an LMDB folder)"
+    )
+
+
+class ConcatDataset:
+    """Several datasets one after the other, keeping their label lengths."""
+
+    def __init__(self, datasets: list):
+        self.datasets = list(datasets)
+        self.offsets = np.cumsum([0] + [len(d) for d in self.datasets])
+        self.name = "+".join(getattr(d, "name", "data") for d in self.datasets)
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def label_lengths(self) -> list[int]:
+        return [n for d in self.datasets for n in d.label_lengths()]
+
+    def __getitem__(self, i: int):
+        k = int(np.searchsorted(self.offsets, i, side="right") - 1)
+        return self.datasets[k][i - int(self.offsets[k])]
+
+
+class MixedDataset:
+    """Draws from several datasets with given ratios (e.g. 70% synthetic, 30% your crops).
+
+    The draw is fixed by ``seed`` at construction, so label lengths are known for
+    width bucketing; ``size`` defaults to the total size of the sources.
+    """
+
+    def __init__(self, datasets: list, ratios: list[float], size: int | None = None, seed: int = 0):
+        if len(ratios) != len(datasets):
+            raise ValueError(f"mixed data: {len(datasets)} sources but {len(ratios)} ratios")
+        p = np.asarray(ratios, dtype=np.float64)
+        if (p < 0).any() or p.sum() <= 0:
+            raise ValueError(f"mixed data: ratios must be >= 0 with a positive sum, got {ratios}")
+        self.datasets, self.ratios = list(datasets), (p / p.sum()).tolist()
+        size = size or sum(len(d) for d in datasets)
+        rng = np.random.default_rng([seed, 0x313])
+        self.which = rng.choice(len(datasets), size=size, p=p / p.sum())
+        self.index = np.array([rng.integers(len(datasets[k])) for k in self.which], dtype=np.int64)
+        self.name = (
+            "mix("
+            + ",".join(
+                f"{getattr(d, 'name', 'data')}:{r:.2f}" for d, r in zip(self.datasets, self.ratios)
+            )
+            + ")"
+        )
+
+    def __len__(self) -> int:
+        return len(self.which)
+
+    def label_lengths(self) -> list[int]:
+        lengths = [d.label_lengths() for d in self.datasets]
+        return [lengths[k][j] for k, j in zip(self.which.tolist(), self.index.tolist())]
+
+    def __getitem__(self, i: int):
+        return self.datasets[int(self.which[i])][int(self.index[i])]

@@ -1,0 +1,74 @@
+"""Convert a label file to an LMDB in the DTRB layout.
+
+    python -m distill.data.tolmdb data/mine/gt.txt data/mine/lmdb [--check]
+
+Images are stored as their original encoded bytes. With ``--check`` each image is
+decoded first and unreadable ones are left out (and listed) instead of stored.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import lmdb
+from rich.progress import track
+
+from distill.preprocess import ImageError, decode_image
+
+
+def read_label_file(path: Path) -> list[tuple[Path, str]]:
+    pairs = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            line = line.rstrip("\r\n")
+            if not line.strip():
+                continue
+            rel, sep, label = line.partition("\t")
+            if not sep:
+                raise ValueError(f"{path}:{n}: expected 'relative/path<TAB>label'")
+            pairs.append((path.parent / rel, label))
+    return pairs
+
+
+def label_file_to_lmdb(label_file: str | Path, out_dir: str | Path, check: bool = True) -> dict:
+    """Write the LMDB; returns counts {written, skipped} and the skipped paths."""
+    label_file, out_dir = Path(label_file), Path(out_dir)
+    pairs = read_label_file(label_file)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    size = sum(p.stat().st_size for p, _ in pairs if p.is_file()) * 2 + (64 << 20)
+    env = lmdb.open(str(out_dir), map_size=size)
+    skipped, k = [], 0
+    with env.begin(write=True) as txn:
+        for path, label in track(pairs, description=f"writing {out_dir}"):
+            try:
+                data = path.read_bytes()
+                if check:
+                    decode_image(data, str(path))
+            except (OSError, ImageError) as e:
+                skipped.append(f"{path}: {e}")
+                continue
+            k += 1
+            txn.put(b"image-%09d" % k, data)
+            txn.put(b"label-%09d" % k, label.encode("utf-8"))
+        txn.put(b"num-samples", str(k).encode())
+    env.close()
+    return {"written": k, "skipped": len(skipped), "skipped_files": skipped}
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("label_file")
+    ap.add_argument("out_dir")
+    ap.add_argument("--no-check", action="store_true", help="store images without decoding them")
+    args = ap.parse_args(argv)
+    res = label_file_to_lmdb(args.label_file, args.out_dir, check=not args.no_check)
+    for s in res["skipped_files"]:
+        print(f"skipped: {s}", file=sys.stderr)
+    print(f"{args.out_dir}: {res['written']} samples written, {res['skipped']} skipped")
+    return 0 if res["written"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,223 @@
+import logging
+
+import numpy as np
+import pytest
+
+from distill.charset import Charset
+from distill.data.augment import Augmenter
+from distill.data.collate import BucketBatchSampler, Collator
+from distill.data.datasets import (
+    EmptyDatasetError,
+    LabelFileDataset,
+    LmdbDataset,
+    MixedDataset,
+    open_dataset,
+)
+from distill.data.synth import FontLibrary, LineRenderer, SynthDataset, TextSource
+from distill.data.tolmdb import label_file_to_lmdb
+from distill.preprocess import PreprocessConfig
+
+from .conftest import write_image
+
+PRE = PreprocessConfig(max_width=256)
+DIGITS = Charset.resolve("digits")
+
+
+# ------------------------------------------------------------------ synthetic
+
+
+def test_synth_is_deterministic_by_seed():
+    a = SynthDataset(DIGITS, PRE, size=6, seed=5, deterministic=True)
+    b = SynthDataset(DIGITS, PRE, size=6, seed=5, deterministic=True)
+    c = SynthDataset(DIGITS, PRE, size=6, seed=6, deterministic=True)
+    assert a.texts == b.texts and a.texts != c.texts
+    for i in range(6):
+        np.testing.assert_array_equal(a[i]["image"], b[i]["image"])
+        assert a[i]["label"] == a.texts[i]
+
+
+@pytest.mark.parametrize("lang, charset", [("en", "ascii"), ("zh", "zh")])
+def test_synth_text_stays_in_charset_and_every_line_has_a_font(lang, charset):
+    cs = Charset.resolve(charset)
+    ds = SynthDataset(cs, PRE, size=200, seed=1, lang=lang, max_chars=20)
+    for text in ds.texts:
+        assert 0 < len(text) <= 20 and not cs.unknown(text)
+        fonts = ds.fonts.fonts_for(text)
+        assert fonts, text
+        for f in fonts:  # every chosen font really has every glyph
+            assert {ord(c) for c in text if not c.isspace()} <= ds.fonts.coverage[f]
+    if lang == "zh":
+        assert sum(any("\u4e00" <= c <= "\u9fff" for c in t) for t in ds.texts) > 100
+
+
+def test_renderer_refuses_text_without_glyphs():
+    lib = FontLibrary()
+    assert not any("LastResort" in p for p in lib.paths)  # placeholder glyphs only
+    with pytest.raises(ValueError, match="no font has glyphs"):
+        LineRenderer(lib).render("\U0001f9ff\U00013000", np.random.default_rng(0))
+
+
+def test_text_source_patterns_and_words():
+    src = TextSource(Charset.resolve("ascii"), "en", pattern_ratio=0.5)
+    rng = np.random.default_rng(0)
+    texts = [src.sample(rng) for _ in range(300)]
+    assert any(any(c.isdigit() for c in t) for t in texts)
+    assert any("@" in t for t in texts) or any("-" in t for t in texts)
+    assert len(set(texts)) > 250
+
+
+def test_synth_speed_is_reported_per_worker_not_asserted():
+    # speed lives in benchmarks/bench_train.py; here only that rendering yields images
+    ds = SynthDataset(Charset.resolve("ascii"), PRE, size=4, seed=0, augment=Augmenter())
+    x = ds[0]["image"]
+    assert x.dtype == np.float32 and x.shape[:2] == (1, 32) and x.shape[2] <= 256
+
+
+# ------------------------------------------------------------------ augment
+
+
+def test_augmenter_shapes_and_config():
+    img = np.full((32, 100, 3), 200, np.uint8)
+    out = Augmenter()(img)
+    assert out.dtype == np.uint8 and out.shape == img.shape
+    off = Augmenter(
+        **dict.fromkeys(
+            [
+                "gaussian_blur",
+                "motion_blur",
+                "salt_pepper",
+                "perspective",
+                "brightness_contrast",
+                "jpeg",
+                "rotate",
+            ],
+            0.0,
+        )
+    )
+    np.testing.assert_array_equal(off(img), img)
+    always = Augmenter(salt_pepper=1.0)
+    assert not np.array_equal(always(img), img)
+    with pytest.raises(ValueError, match="unknown augmentation"):
+        Augmenter(gausian_blur=0.5)
+
+
+# ------------------------------------------------------------------ label files, LMDB
+
+
+def make_label_file(tmp_path, lines):
+    (tmp_path / "img").mkdir(exist_ok=True)
+    for rel, _ in lines:
+        if rel.startswith("img/ok"):
+            write_image(tmp_path / rel)
+    (tmp_path / "img/empty.png").write_bytes(b"")
+    (tmp_path / "img/corrupt.png").write_bytes(b"\x89PNG garbage")
+    text = "".join(f"{r}\t{t}\n" for r, t in lines) + "\n\nmalformed line without tab\n"
+    (tmp_path / "gt.txt").write_text(text, encoding="utf-8")
+    return tmp_path / "gt.txt"
+
+
+def test_label_file_bad_images_are_skipped_and_counted(tmp_path):
+    gt = make_label_file(
+        tmp_path,
+        [
+            ("img/ok1.png", "12"),
+            ("img/missing.png", "34"),
+            ("img/empty.png", "5"),
+            ("img/corrupt.png", "6"),
+            ("img/ok2.png", "78"),
+        ],
+    )
+    ds = LabelFileDataset(gt, DIGITS, PRE)
+    assert len(ds) == 5
+    with pytest.warns(UserWarning, match="missing.png"):
+        samples = [ds[i] for i in range(len(ds))]
+    assert sum(s is None for s in samples) == 3
+    batch = Collator(DIGITS)(samples)
+    assert batch["skipped"] == 3 and batch["labels"] == ["12", "78"]
+    assert batch["images"].shape[0] == 2 and batch["images"].shape[-1] % 4 == 0
+    assert batch["targets"].tolist() == [[2, 3], [8, 9]]
+    assert batch["target_lengths"].tolist() == [2, 2]
+    assert Collator(DIGITS)([None, None])["images"] is None
+
+
+def test_unknown_character_policies(tmp_path, caplog):
+    gt = make_label_file(
+        tmp_path, [("img/ok1.png", "12"), ("img/ok2.png", "3x4"), ("img/ok3.png", "yy")]
+    )
+    with caplog.at_level(logging.WARNING):
+        skip = LabelFileDataset(gt, DIGITS, PRE, unknown="skip")
+    assert skip.labels == ["12"]
+    assert "2 of 3 labels dropped" in caplog.text and "x" in caplog.text
+    assert LabelFileDataset(gt, DIGITS, PRE, unknown="strip").labels == ["12", "34"]
+    assert LabelFileDataset(gt, DIGITS, PRE, unknown="keep").labels == ["12", "3x4", "yy"]
+
+
+def test_zero_samples_is_an_error_naming_file_and_characters(tmp_path):
+    gt = make_label_file(tmp_path, [("img/ok1.png", "abc"), ("img/ok2.png", "dé")])
+    with pytest.raises(EmptyDatasetError) as e:
+        LabelFileDataset(gt, DIGITS, PRE)
+    msg = str(e.value)
+    assert str(gt) in msg and "2 with characters outside" in msg and "a" in msg and "é" in msg
+
+
+def test_lmdb_roundtrip_and_bad_entries(tmp_path):
+    gt = make_label_file(
+        tmp_path, [("img/ok1.png", "12"), ("img/corrupt.png", "34"), ("img/ok2.png", "56")]
+    )
+    gt.write_text(gt.read_text().replace("malformed line without tab\n", ""))
+    res = label_file_to_lmdb(gt, tmp_path / "db", check=True)
+    assert res["written"] == 2 and res["skipped"] == 1
+    ds = open_dataset(str(tmp_path / "db"), DIGITS, PRE)
+    assert isinstance(ds, LmdbDataset) and ds.labels == ["12", "56"]
+    assert ds[1]["label"] == "56" and ds[1]["image"].shape[1] == 32
+    # unchecked conversion stores the corrupt bytes: reading skips it, no crash
+    label_file_to_lmdb(gt, tmp_path / "raw", check=False)
+    raw = LmdbDataset(tmp_path / "raw", DIGITS, PRE)
+    with pytest.warns(UserWarning, match="image-000000002"):
+        assert raw[1] is None
+    import pickle
+
+    assert pickle.loads(pickle.dumps(raw))[0]["label"] == "12"  # DataLoader workers
+
+
+def test_open_dataset_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="label file or an LMDB"):
+        open_dataset(str(tmp_path / "nope.txt"), DIGITS, PRE)
+
+
+def test_mixed_ratios():
+    a = SynthDataset(DIGITS, PRE, size=10, seed=1, deterministic=True)
+    b = SynthDataset(Charset.resolve("ascii"), PRE, size=10, seed=2, deterministic=True)
+    mix = MixedDataset([a, b], [0.8, 0.2], size=2000, seed=0)
+    frac_a = (mix.which == 0).mean()
+    assert 0.75 < frac_a < 0.85
+    assert len(mix.label_lengths()) == 2000
+    assert mix[0]["label"] in a.texts + b.texts
+
+
+# ------------------------------------------------------------------ bucketing
+
+
+def test_bucket_sampler_covers_everything_and_groups_lengths():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 30, 1000).tolist()
+    s = BucketBatchSampler(lengths, 32, shuffle=True, seed=0)
+    batches = list(s)
+    assert sorted(i for b in batches for i in b) == list(range(1000))
+    assert len(batches) == len(s)
+    spread = np.mean([np.ptp([lengths[i] for i in b]) for b in batches])
+    assert spread < 5  # random batches would spread ~28
+    s.set_epoch(1)
+    assert list(s) != batches  # a new order each epoch
+
+
+def test_bucket_sampler_shards_ranks_evenly(monkeypatch):
+    lengths = list(range(100))
+    s = BucketBatchSampler(lengths, 8, shuffle=True, seed=0)
+    shards = []
+    for rank in range(3):
+        monkeypatch.setattr(BucketBatchSampler, "_world", staticmethod(lambda r=rank: (r, 3)))
+        shards.append(list(s))
+    assert len({len(x) for x in shards}) == 1 and len(shards[0]) == len(s)
+    seen = {i for shard in shards for b in shard for i in b}
+    assert seen == set(range(100))
