@@ -6,7 +6,7 @@ class ``i + 1``. A line holding a single space makes the space a real character.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 BUILTIN_DIR = Path(__file__).resolve().parent.parent / "data" / "charsets"
@@ -61,10 +61,13 @@ class Charset:
         return cls(chars, name=path.stem)
 
     @classmethod
-    def resolve(cls, spec: str | Sequence[str] | Charset) -> Charset:
-        """Build a charset from a built-in name, a file path, or a list of characters."""
+    def resolve(cls, spec: str | Sequence[str] | Mapping | Charset) -> Charset:
+        """Build a charset from a built-in name, a file path, a list of characters, or
+        the ``{"name", "chars"}`` mapping that checkpoints store (``to_dict``)."""
         if isinstance(spec, Charset):
             return spec
+        if isinstance(spec, Mapping):
+            return cls(list(spec["chars"]), name=str(spec.get("name", "custom")))
         if isinstance(spec, str):
             if spec in BUILTINS:
                 return cls.from_file(BUILTIN_DIR / f"{spec}.txt")
@@ -93,6 +96,9 @@ class Charset:
         """Map class indices to text; the blank and out-of-range indices are dropped."""
         n = len(self.chars)
         return "".join(self.chars[i - 1] for i in indices if 0 < i <= n)
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "chars": list(self.chars)}
 
     def to_file(self, path: str | Path) -> None:
         Path(path).write_text("\n".join(self.chars) + "\n", encoding="utf-8")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import time
 from pathlib import Path
 
 import hydra
@@ -55,11 +56,26 @@ def _log_config(trainer: L.Trainer, cfg: DictConfig) -> None:
         )
 
 
+def build_module(cfg: DictConfig) -> L.LightningModule:
+    """The supervised module, or the distillation module when ``teacher.ckpt`` is set."""
+    teacher_ckpt = (cfg.get("teacher") or {}).get("ckpt")
+    if not teacher_ckpt:
+        return hydra.utils.instantiate(cfg.model, _recursive_=False)
+    if not Path(teacher_ckpt).is_file():
+        raise FileNotFoundError(f"teacher.ckpt not found: {teacher_ckpt}")
+    from distill.module import DistillationModule
+
+    student = OmegaConf.to_container(cfg.model, resolve=True)
+    student.pop("_target_", None)
+    kd = OmegaConf.to_container(cfg.kd, resolve=True) if cfg.get("kd") else {}
+    return DistillationModule(teacher_ckpt=str(teacher_ckpt), kd=kd, **student)
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit a model (optionally resuming), then test the best checkpoint. Returns metrics."""
     L.seed_everything(cfg.seed, workers=True)
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-    model = hydra.utils.instantiate(cfg.model, _recursive_=False)
+    model = build_module(cfg)
     callbacks = _instantiate_group(cfg.get("callbacks"))
     loggers = _instantiate_group(cfg.get("logger"))
     if not loggers:  # nothing to write the learning rate to
@@ -71,6 +87,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     log.info("model: %s backbone, %.2fM parameters", cfg.model.net.backbone, n_params / 1e6)
 
     metrics: dict[str, float] = {}
+    start = time.time()
     if cfg.get("train", True):
         ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
@@ -80,21 +97,41 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if not trainer.fast_dev_run:
-        _report(trainer, metrics, best, cfg)
+        summary = {
+            "metrics": metrics,
+            "best_val_acc": _best_score(trainer),
+            "best_checkpoint": best,
+            "steps": trainer.global_step,
+            "wall_time_s": round(time.time() - start, 1),
+            "params": n_params,
+            "distilled_from": (cfg.get("teacher") or {}).get("ckpt"),
+        }
+        _report(trainer, summary, cfg)
     return metrics
 
 
+def _best_score(trainer: L.Trainer) -> float | None:
+    cb = trainer.checkpoint_callback
+    score = getattr(cb, "best_model_score", None)
+    return float(score) if score is not None else None
+
+
 @rank_zero_only
-def _report(trainer: L.Trainer, metrics: dict[str, float], best: str, cfg: DictConfig) -> None:
-    """Tell the user what came out and where it is."""
-    lines = ["", f"Finished {trainer.global_step} steps."]
+def _report(trainer: L.Trainer, summary: dict, cfg: DictConfig) -> None:
+    """Tell the user what came out and where it is; keep it in <run>/metrics.json."""
+    out = Path(cfg.paths.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
+    lines = ["", f"Finished {summary['steps']} steps in {summary['wall_time_s'] / 60:.1f} min."]
     shown = {
-        k: v for k, v in metrics.items() if k.startswith(("val/", "test/")) and "loss" not in k
+        k: v
+        for k, v in summary["metrics"].items()
+        if k.startswith(("val/", "test/")) and "loss" not in k
     }
     for k, v in sorted(shown.items()):
         lines.append(f"  {k:28s} {v:.4f}")
-    if best:
-        lines.append(f"Best checkpoint:  {best}")
+    if summary["best_checkpoint"]:
+        lines.append(f"Best checkpoint:  {summary['best_checkpoint']}")
     last = Path(cfg.paths.output_dir) / "checkpoints" / "last.ckpt"
     if last.is_file():
         lines.append(f"Last checkpoint:  {last}  (resume with ckpt_path={last})")
@@ -106,10 +143,10 @@ def _report(trainer: L.Trainer, metrics: dict[str, float], best: str, cfg: DictC
 
 def evaluate(cfg: DictConfig) -> dict[str, dict]:
     """Score a checkpoint on each ``data.test`` set; returns {set name: metrics}."""
-    from distill.module import RecognizerModule
+    from distill.module import load_recognizer
 
     ckpt = resolve_ckpt_path(cfg.ckpt_path, cfg.paths.output_dir)
-    model = RecognizerModule.load_from_checkpoint(ckpt, map_location="cpu", weights_only=False)
+    model = load_recognizer(ckpt)
     if cfg.get("protocol"):
         model.protocol = cfg.protocol
     if not cfg.data.get("test"):
@@ -117,7 +154,7 @@ def evaluate(cfg: DictConfig) -> dict[str, dict]:
     # the checkpoint decides how images are read and which characters exist
     datamodule = hydra.utils.instantiate(
         cfg.data,
-        charset=list(model.charset.chars),
+        charset=model.charset.to_dict(),
         preprocess=model.preprocess_cfg.to_dict(),
         train=None,
         val=None,

@@ -141,7 +141,7 @@ def test_resume_from_last_and_eval(tmp_path, label_dir):
     assert 0.0 <= metrics[f"test/{label_dir.name}/acc"] <= 1.0
     ckpt = torch.load(last, map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 6
-    assert ckpt["hyper_parameters"]["charset"] == list("0123456789")
+    assert ckpt["hyper_parameters"]["charset"] == {"name": "digits", "chars": list("0123456789")}
     assert list((tmp_path / "tensorboard").glob("events.*"))
 
     # resume: continues from step 6 to 9 instead of starting over
@@ -236,3 +236,27 @@ def test_ddp_two_cpu_processes(tmp_path):
     )
     assert ckpt["global_step"] == 4
     assert "distributed_backend=gloo" in out.stderr + out.stdout
+
+
+def test_compare_table(tmp_path):
+    from distill.compare import main, table
+
+    for name, acc in (("a", 0.5), ("b", 0.25)):
+        (tmp_path / name).mkdir()
+        summary = {
+            "metrics": {"val/acc": acc, "val/cer": 0.1, "val/ned": 0.9},
+            "params": 2.5e6,
+            "steps": 10,
+            "wall_time_s": 90,
+            "best_val_acc": acc,
+        }
+        (tmp_path / name / "metrics.json").write_text(json.dumps(summary))
+    from distill.compare import load_runs
+
+    text = table(load_runs([f"teacher={tmp_path / 'a'}", str(tmp_path / "b")]), markdown=True)
+    lines = text.splitlines()
+    assert lines[0].startswith("| run | params (M)")
+    assert "| teacher | 2.50 | 10 | 1.5 | 50.0% | 10.0% | 90.0% | 50.0% |" in lines
+    assert lines[3].startswith("| b |")
+    with pytest.raises(FileNotFoundError, match="did that training run finish"):
+        main([str(tmp_path / "missing")])

@@ -38,12 +38,16 @@ class Augmenter:
             ),
             "motion_blur": lambda q: A.MotionBlur(blur_limit=(3, 5), p=q),
             "salt_pepper": lambda q: A.SaltAndPepper(amount=(0.005, 0.03), p=q),
+            # fit_output: a warped or rotated line must keep all of its text, or the
+            # label would no longer match the image
             "perspective": lambda q: A.Perspective(
-                scale=(0.01, 0.05), keep_size=True, border_mode=cv2.BORDER_REPLICATE, p=q
+                scale=(0.01, 0.04), fit_output=True, border_mode=cv2.BORDER_REPLICATE, p=q
             ),
             "brightness_contrast": lambda q: A.RandomBrightnessContrast(0.25, 0.3, p=q),
             "jpeg": lambda q: A.ImageCompression(quality_range=(30, 90), p=q),
-            "rotate": lambda q: A.Affine(rotate=(-3, 3), border_mode=cv2.BORDER_REPLICATE, p=q),
+            "rotate": lambda q: A.Affine(
+                rotate=(-2, 2), fit_output=True, border_mode=cv2.BORDER_REPLICATE, p=q
+            ),
         }
         self.pipeline = A.Compose([factories[k](p[k]) for k in DEFAULT_PROBS if p[k] > 0])
 

@@ -285,7 +285,7 @@ class LineRenderer:
         else:
             text_w = int(font.getlength(text))
         text_h = ascent + descent
-        pad_l, pad_r = (int(v) for v in rng.integers(0, size // 2 + 1, 2))
+        pad_l, pad_r = (int(v) for v in rng.integers(2, size // 2 + 3, 2))
         pad_t, pad_b = (int(v) for v in rng.integers(0, size // 4 + 1, 2))
         w, h = max(text_w + pad_l + pad_r, 4), text_h + pad_t + pad_b
 

@@ -1,0 +1,211 @@
+"""ONNX export, parity, INT8, and the torch-free predictor."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+import distill.predict as predict
+from distill.export import check_parity, export_onnx, quantize_dynamic, quantize_static, run_export
+from distill.module import RecognizerModule, load_recognizer
+from distill.predict import Recognizer
+
+from .conftest import ROOT, compose_cfg, write_image
+
+NETS = {
+    "teacher": {"backbone": "resnet34", "hidden": 32, "layers": 1},
+    "student": {
+        "backbone": "shufflenet_v2",
+        "hidden": 32,
+        "layers": 2,
+        "backbone_args": {"width": 0.5, "conv5_channels": 64},
+    },
+}
+
+
+def make_ckpt(path, net, charset="ascii", channels=1):
+    torch.manual_seed(0)
+    module = RecognizerModule(
+        net=net, charset=charset, preprocess={"channels": channels, "max_width": 256}
+    )
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def student_onnx(tmp_path_factory):
+    d = tmp_path_factory.mktemp("student")
+    module = load_recognizer(make_ckpt(d / "s.ckpt", NETS["student"]))
+    return export_onnx(module, d / "s.onnx", "tiny-student"), module
+
+
+@pytest.mark.parametrize("kind", ["teacher", "student"])
+def test_export_parity_at_several_widths_and_batches(kind, tmp_path):
+    module = load_recognizer(make_ckpt(tmp_path / "m.ckpt", NETS[kind]))
+    path = export_onnx(module, tmp_path / "m.onnx", kind)
+    report = check_parity(module, path)
+    assert report.ok, str(report)
+    assert {(r["batch"], r["width"]) for r in report.rows} == {
+        (b, w) for b in (1, 7) for w in (32, 100, 320, 800)
+    }
+    assert max(r["max_abs_diff"] for r in report.rows) < 1e-3
+    graph = onnx.load(str(path)).graph
+    dims = graph.input[0].type.tensor_type.shape.dim
+    assert graph.input[0].name == "image" and dims[0].dim_param and dims[3].dim_param
+    assert dims[1].dim_value == 1 and dims[2].dim_value == 32
+
+
+def test_parity_check_catches_a_wrong_model(student_onnx, tmp_path):
+    path, module = student_onnx
+    other = load_recognizer(make_ckpt(tmp_path / "o.ckpt", NETS["student"]))
+    with torch.no_grad():
+        for p in other.net.head.parameters():
+            p.add_(0.5)
+    assert not check_parity(other, path, widths=(100,), batches=(2,)).ok
+
+
+def test_metadata_round_trip(student_onnx):
+    path, module = student_onnx
+    rec = Recognizer(path)
+    assert rec.charset.chars == module.charset.chars and " " in rec.charset
+    assert rec.preprocess_cfg == module.preprocess_cfg
+    assert rec.blank == 0 and rec.name == "tiny-student"
+    assert json.loads(rec.metadata["train_config"])["net"]["backbone"] == "shufflenet_v2"
+
+
+def test_rgb_model_exports(tmp_path):
+    module = load_recognizer(make_ckpt(tmp_path / "m.ckpt", NETS["student"], channels=3))
+    path = export_onnx(module, tmp_path / "m.onnx", "rgb")
+    assert check_parity(module, path, widths=(64,), batches=(2,)).ok
+    img = np.full((20, 60, 3), 200, np.uint8)
+    assert len(Recognizer(path).recognize([img, img[:, :30]])) == 2
+
+
+def test_int8_models_load_and_decode(student_onnx, tmp_path):
+    path, module = student_onnx
+    calib = [
+        np.random.default_rng(i).normal(size=(4, 1, 32, 96)).astype(np.float32) for i in range(2)
+    ]
+    dyn = quantize_dynamic(path, tmp_path / "dyn.onnx")
+    sta = quantize_static(path, tmp_path / "sta.onnx", calib, keep_float=["head"])
+    ops = lambda p: {n.op_type for n in onnx.load(str(p)).graph.node}  # noqa: E731
+    assert "DynamicQuantizeLSTM" in ops(dyn)
+    assert "QuantizeLinear" in ops(sta) and "DynamicQuantizeLSTM" in ops(sta)
+    img = np.full((32, 120, 3), 255, np.uint8)
+    img[8:24, 10:110] = 0
+    fp32_text = Recognizer(path).recognize([img])[0].text
+    for q in (dyn, sta):
+        rec = Recognizer(q)
+        assert rec.metadata["quantization"].startswith(("dynamic", "static"))
+        (res,) = rec.recognize([img])
+        assert all(c in rec.charset for c in res.text) and 0 <= res.confidence <= 1
+    assert isinstance(fp32_text, str)
+
+
+# ------------------------------------------------------------------ predictor CLI
+
+
+def test_cli_metrics_match_hand_computed_values(student_onnx, tmp_path, capsys):
+    path, _ = student_onnx
+    (tmp_path / "img").mkdir()
+    images = []
+    for i, w in enumerate((40, 80, 120, 160)):
+        write_image(tmp_path / f"img/{i}.png", w, value=40 * i)
+        images.append(tmp_path / f"img/{i}.png")
+    preds = [r.text for r in Recognizer(path).recognize(images)]
+    # labels: two exact, one with a character appended, one unrelated 'xy'
+    labels = [preds[0], preds[1], preds[2] + "Q", "xy"]
+    lines = "".join(f"img/{i}.png\t{lab}\n" for i, lab in enumerate(labels))
+    (tmp_path / "gt.txt").write_text(lines, encoding="utf-8")
+    out_file = tmp_path / "out.tsv"
+    code = predict.main([str(path), str(tmp_path / "gt.txt"), "--out", str(out_file)])
+    assert code == 0
+    metrics = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    from rapidfuzz.distance import Levenshtein
+
+    d3 = 1
+    d4 = Levenshtein.distance(preds[3], "xy")
+    assert metrics["n"] == 4
+    assert metrics["acc"] == pytest.approx(0.5 + 0.25 * (preds[3] == "xy"))
+    assert metrics["cer"] == pytest.approx(
+        (d3 + d4) / (len(preds[0]) + len(preds[1]) + len(labels[2]) + 2)
+    )
+    assert metrics["ms_per_line"] > 0 and metrics["lines_per_s"] > 0
+    rows = [ln.split("\t") for ln in out_file.read_text(encoding="utf-8").splitlines()]
+    assert [r[1] for r in rows] == preds and all(0 <= float(r[2]) <= 1 for r in rows)
+
+
+def test_cli_bad_inputs_are_reported_and_the_rest_goes_on(
+    student_onnx, tmp_path, capsys, monkeypatch
+):
+    path, _ = student_onnx
+    write_image(tmp_path / "good.png")
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "text.png").write_text("this is not an image")
+    (tmp_path / "huge.png").write_bytes(b"\0" * 5000)
+    monkeypatch.setattr(predict, "MAX_FILE_BYTES", 4096)
+    inputs = ["good.png", "missing.png", "empty.png", "text.png", "huge.png"]
+    code = predict.main([str(path), *[str(tmp_path / f) for f in inputs]])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert out.count("\n") == 1 and "good.png" in out
+    for name, why in (
+        ("missing.png", "No such file"),
+        ("empty.png", "empty"),
+        ("text.png", "not a decodable"),
+        ("huge.png", "too large"),
+    ):
+        assert any(name in ln and why in ln for ln in err.splitlines()), (name, err)
+    assert "4 input(s) failed, 1 recognized" in err
+
+
+def test_cli_folder_input_and_bad_model(student_onnx, tmp_path, capsys):
+    path, _ = student_onnx
+    (tmp_path / "d").mkdir()
+    for i in range(3):
+        write_image(tmp_path / "d" / f"{i}.png")
+    assert predict.main([str(path), str(tmp_path / "d"), "--json", "--batch", "2"]) == 0
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 3 and {"path", "text", "confidence"} <= set(rows[0])
+    (tmp_path / "bad.onnx").write_text("nope")
+    assert predict.main([str(tmp_path / "bad.onnx"), str(tmp_path / "d")]) == 2
+    assert predict.main([str(tmp_path / "none.onnx"), str(tmp_path / "d")]) == 2
+
+
+def test_predict_does_not_import_torch(student_onnx):
+    path, _ = student_onnx
+    code = (
+        "import sys, distill.predict as p; "
+        f"r = p.Recognizer({str(path)!r}); "
+        "import numpy as np; r.recognize([np.full((32, 64), 255, np.uint8)]); "
+        "assert 'torch' not in sys.modules, 'torch was imported'; print('ok')"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+def test_export_job_with_dynamic_int8(tmp_path, capsys):
+    ckpt = make_ckpt(tmp_path / "m.ckpt", NETS["student"], charset="digits")
+    cfg = compose_cfg(
+        "export",
+        [
+            f"ckpt={ckpt}",
+            f"out={tmp_path}/m.onnx",
+            "quantize=dynamic",
+            "data.val.size=16",
+            "eval_samples=16",
+            "data.train.size=4",
+        ],
+        tmp_path,
+    )
+    summary = run_export(cfg)
+    out = capsys.readouterr().out
+    assert "parity onnxruntime vs PyTorch" in out and "int8-dynamic" in out
+    assert set(summary["validation"]) == {"fp32", "int8-dynamic"}
+    for row in summary["validation"].values():
+        assert 0 <= row["acc"] <= 1 and row["ms_per_line_batch1"] > 0
+    assert (tmp_path / "m_int8.onnx").is_file()
