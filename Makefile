@@ -18,8 +18,27 @@ $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# the main job: a short teacher run, a student distilled from it, the same student
+# trained alone (the baseline), then the three side by side
+DEMO_DIR ?= logs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
 demo: $(STAMP)
-	$(PY) train.py experiment=demo
+	$(PY) train.py experiment=demo_teacher hydra.run.dir=$(DEMO_DIR)/teacher
+	$(PY) train.py experiment=demo hydra.run.dir=$(DEMO_DIR)/student_kd \
+		teacher.ckpt=$(DEMO_DIR)/teacher/checkpoints/last.ckpt
+	$(PY) train.py experiment=demo hydra.run.dir=$(DEMO_DIR)/student_baseline
+	@echo; echo "Teacher, distilled student and baseline student (synthetic validation set):"
+	@$(PY) -m distill.compare teacher=$(DEMO_DIR)/teacher \
+		student_kd=$(DEMO_DIR)/student_kd student_baseline=$(DEMO_DIR)/student_baseline
+	@echo; echo "Exporting the distilled student to ONNX (FP32 + INT8) ..."
+	$(PY) export.py ckpt=$(DEMO_DIR)/student_kd/checkpoints/last.ckpt \
+		out=$(DEMO_DIR)/student_kd.onnx quantize=dynamic data.train.max_chars=14 data.val.size=256
+	@echo; echo "Recognizing sample images with the torch-free predictor (path, text, confidence):"
+	$(PY) -m distill.predict $(DEMO_DIR)/student_kd.onnx data/samples/img/00[0-7].png
+	@echo "FP32 on data/samples/gt.txt:"
+	@$(PY) -m distill.predict $(DEMO_DIR)/student_kd.onnx data/samples/gt.txt --quiet
+	@echo "INT8 on data/samples/gt.txt:"
+	@$(PY) -m distill.predict $(DEMO_DIR)/student_kd_int8.onnx data/samples/gt.txt --quiet
+	@echo; echo "TensorBoard: make tensorboard  (logs under $(DEMO_DIR))"
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q

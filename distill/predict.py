@@ -24,6 +24,7 @@ import numpy as np
 
 from distill.charset import Charset
 from distill.ctc import greedy_decode, softmax
+from distill.labelfile import read_label_file
 from distill.metrics import PROTOCOLS, RecognitionMetrics
 from distill.preprocess import (
     ImageError,
@@ -152,12 +153,9 @@ def collect(inputs: list[str]) -> tuple[list[tuple[Path, str | None]], list[str]
                 errors.append(f"{p}: folder holds no image")
             items += [(f, None) for f in found]
         elif p.is_file() and is_label_file(p):
-            with open(p, encoding="utf-8") as f:
-                for line in f:
-                    line = line.rstrip("\r\n")
-                    if line.strip():
-                        rel, _, label = line.partition("\t")
-                        items.append((p.parent / rel, label))
+            pairs, malformed = read_label_file(p)
+            errors += [f"{p}:{n}: expected 'relative/path<TAB>label'" for n in malformed]
+            items += pairs
         else:
             items.append((p, None))  # a missing file is reported when read
     return items, errors
@@ -172,6 +170,7 @@ def main(argv=None) -> int:
     ap.add_argument("inputs", nargs="+", help="images, folders or label files")
     ap.add_argument("--out", help="write path<TAB>text<TAB>confidence lines to this file")
     ap.add_argument("--json", action="store_true", help="print results as JSON lines")
+    ap.add_argument("--quiet", action="store_true", help="print only the metrics (label files)")
     ap.add_argument("--batch", type=int, default=16, help="lines per inference batch")
     ap.add_argument("--threads", type=int, default=None, help="onnxruntime intra-op threads")
     ap.add_argument("--protocol", choices=PROTOCOLS, default="exact", help="metric protocol")
@@ -201,7 +200,9 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
 
     lines = [f"{p}\t{r.text}\t{r.confidence:.4f}" for (p, _), r in zip(kept, results)]
-    if args.json:
+    if args.quiet:
+        pass
+    elif args.json:
         for (p, label), r in zip(kept, results):
             rec_json = {"path": str(p), "text": r.text, "confidence": round(r.confidence, 4)}
             if label is not None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from distill.charset import UNKNOWN_POLICIES, Charset
+from distill.labelfile import read_label_file
 from distill.preprocess import ImageError, PreprocessConfig, decode_image, load_image, preprocess
 
 log = logging.getLogger(__name__)
@@ -117,19 +118,8 @@ class LabelFileDataset(_ImageDataset):
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"label file not found: {self.path}")
-        root = self.path.parent
-        paths, labels, malformed = [], [], []
-        with open(self.path, encoding="utf-8") as f:
-            for n, line in enumerate(f, 1):
-                line = line.rstrip("\r\n")
-                if not line.strip():
-                    continue
-                rel, sep, label = line.partition("\t")
-                if not sep or not rel:
-                    malformed.append(n)
-                    continue
-                paths.append(root / rel)
-                labels.append(label)
+        pairs, malformed = read_label_file(self.path)
+        paths, labels = [p for p, _ in pairs], [lab for _, lab in pairs]
         if malformed:
             log.warning(
                 "%s: %d malformed line(s) without 'path<TAB>label' skipped (first: line %d)",

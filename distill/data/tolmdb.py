@@ -15,27 +15,16 @@ from pathlib import Path
 import lmdb
 from rich.progress import track
 
+from distill.labelfile import read_label_file
 from distill.preprocess import ImageError, decode_image
-
-
-def read_label_file(path: Path) -> list[tuple[Path, str]]:
-    pairs = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            line = line.rstrip("\r\n")
-            if not line.strip():
-                continue
-            rel, sep, label = line.partition("\t")
-            if not sep:
-                raise ValueError(f"{path}:{n}: expected 'relative/path<TAB>label'")
-            pairs.append((path.parent / rel, label))
-    return pairs
 
 
 def label_file_to_lmdb(label_file: str | Path, out_dir: str | Path, check: bool = True) -> dict:
     """Write the LMDB; returns counts {written, skipped} and the skipped paths."""
     label_file, out_dir = Path(label_file), Path(out_dir)
-    pairs = read_label_file(label_file)
+    pairs, malformed = read_label_file(label_file)
+    if malformed:
+        raise ValueError(f"{label_file}:{malformed[0]}: expected 'relative/path<TAB>label'")
     out_dir.mkdir(parents=True, exist_ok=True)
     size = sum(p.stat().st_size for p, _ in pairs if p.is_file()) * 2 + (64 << 20)
     env = lmdb.open(str(out_dir), map_size=size)
