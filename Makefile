@@ -20,7 +20,8 @@ $(STAMP): pyproject.toml | $(PY)
 
 # the main job: a short teacher run, a student distilled from it, the same student
 # trained alone (the baseline), then the three side by side
-DEMO_DIR ?= logs/demo/$(shell date +%Y-%m-%d_%H-%M-%S)
+DEMO_STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
+DEMO_DIR ?= logs/demo/$(DEMO_STAMP)
 demo: $(STAMP)
 	$(PY) train.py experiment=demo_teacher hydra.run.dir=$(DEMO_DIR)/teacher
 	$(PY) train.py experiment=demo hydra.run.dir=$(DEMO_DIR)/student_kd \
