@@ -76,29 +76,41 @@ def test_synth_speed_is_reported_per_worker_not_asserted():
 # ------------------------------------------------------------------ augment
 
 
+ALL_AUGS = [
+    "gaussian_blur",
+    "motion_blur",
+    "salt_pepper",
+    "perspective",
+    "brightness_contrast",
+    "jpeg",
+    "rotate",
+]
+
+
 def test_augmenter_shapes_and_config():
     img = np.full((32, 100, 3), 200, np.uint8)
     out = Augmenter()(img)
-    assert out.dtype == np.uint8 and out.shape == img.shape
-    off = Augmenter(
-        **dict.fromkeys(
-            [
-                "gaussian_blur",
-                "motion_blur",
-                "salt_pepper",
-                "perspective",
-                "brightness_contrast",
-                "jpeg",
-                "rotate",
-            ],
-            0.0,
-        )
-    )
+    # warps may grow the canvas (fit_output) but never shrink it much
+    assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
+    assert 28 <= out.shape[0] <= 48 and 90 <= out.shape[1] <= 120
+    off = Augmenter(**dict.fromkeys(ALL_AUGS, 0.0))
     np.testing.assert_array_equal(off(img), img)
-    always = Augmenter(salt_pepper=1.0)
-    assert not np.array_equal(always(img), img)
+    pixel_only = Augmenter(**{**dict.fromkeys(ALL_AUGS, 0.0), "salt_pepper": 1.0})
+    changed = pixel_only(img)
+    assert changed.shape == img.shape and not np.array_equal(changed, img)
     with pytest.raises(ValueError, match="unknown augmentation"):
         Augmenter(gausian_blur=0.5)
+
+
+def test_geometric_augmentation_keeps_text_inside_the_image():
+    """A line touching its right edge must not lose ink to a warp (the label would lie)."""
+    img = np.full((32, 200, 3), 255, np.uint8)
+    img[8:24, 2:198] = 0  # "text" from edge to edge
+    warp = Augmenter(**{**dict.fromkeys(ALL_AUGS, 0.0), "perspective": 1.0, "rotate": 1.0})
+    for _ in range(20):
+        out = warp(img)
+        dark_cols = np.where((out < 100).all(axis=2).any(axis=0))[0]
+        assert dark_cols.max() - dark_cols.min() >= 0.9 * 196
 
 
 # ------------------------------------------------------------------ label files, LMDB
