@@ -99,6 +99,3 @@ class Charset:
 
     def to_dict(self) -> dict:
         return {"name": self.name, "chars": list(self.chars)}
-
-    def to_file(self, path: str | Path) -> None:
-        Path(path).write_text("\n".join(self.chars) + "\n", encoding="utf-8")

@@ -250,10 +250,13 @@ class DistillationModule(RecognizerModule):
         net.eval()
         self._teacher_holder = [net]  # a list keeps it out of the registered children
         self._teacher_source = source
+        was_training = self.net.training
+        self.net.eval()  # the probe must not touch the student's BatchNorm statistics
         with torch.no_grad():
             x = torch.zeros(2, self.preprocess_cfg.channels, self.preprocess_cfg.height, 128)
             t_logits, t_feat = net(x)
             s_logits, s_feat = self.net(x)
+        self.net.train(was_training)
         mismatch = t_logits.shape[1] != s_logits.shape[1]
         if mismatch and self.kd_loss.mode == "frame" and self.kd_loss.align != "interpolate":
             raise ValueError(

@@ -6,7 +6,6 @@ import torch
 from torch import nn
 
 from distill.models.backbones import build_backbone
-from distill.preprocess import WIDTH_MULTIPLE
 
 
 class CRNN(nn.Module):
@@ -39,10 +38,6 @@ class CRNN(nn.Module):
         self.head = nn.Linear(2 * hidden, num_classes)
         self.in_channels = in_channels
         self.num_classes = num_classes
-
-    @staticmethod
-    def frames(width: int) -> int:
-        return width // WIDTH_MULTIPLE
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         feats = self.backbone(x)
