@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+import warnings
 from pathlib import Path
 
 import hydra
@@ -15,6 +16,8 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
+# printed once per run by Lightning's pytree helper with this torch; nothing to act on
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 
 def _instantiate_group(cfg: DictConfig | None) -> list:
