@@ -150,17 +150,22 @@ class DistillationLoss(torch.nn.Module):
         terms = [f"{w:g}*{names[k]}" for k, w in self.weights.items() if w]
         return "loss = " + " + ".join(terms or ["0"])
 
+    def check_alignment(self, t_frames: int, s_frames: int, where: str = "") -> None:
+        """Frame KL compares frame by frame: unequal T needs interpolate or mean mode."""
+        if t_frames != s_frames and self.mode == "frame" and self.align != "interpolate":
+            raise ValueError(
+                f"teacher and student emit different frame counts{where} (teacher T="
+                f"{t_frames}, student T={s_frames}); frame KL needs equal T: use "
+                "kd.align=interpolate or kd.mode=mean"
+            )
+
     def kl(self, t_logits, s_logits, widths, input_width) -> torch.Tensor:
         t_frames = frames_for(widths, t_logits.shape[1], input_width)
         s_frames = frames_for(widths, s_logits.shape[1], input_width)
         if self.mode == "mean":
             return mean_kl(t_logits, s_logits, t_frames, s_frames, self.tau)
         if t_logits.shape[1] != s_logits.shape[1]:
-            if self.align != "interpolate":
-                raise ValueError(
-                    f"teacher emits T={t_logits.shape[1]} frames but the student T="
-                    f"{s_logits.shape[1]}: use kd.align=interpolate or kd.mode=mean"
-                )
+            self.check_alignment(t_logits.shape[1], s_logits.shape[1])
             t_logits = resample_time(t_logits, s_logits.shape[1])
         return masked_kl(t_logits, s_logits, s_frames, self.tau)
 

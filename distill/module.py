@@ -257,13 +257,7 @@ class DistillationModule(RecognizerModule):
             t_logits, t_feat = net(x)
             s_logits, s_feat = self.net(x)
         self.net.train(was_training)
-        mismatch = t_logits.shape[1] != s_logits.shape[1]
-        if mismatch and self.kd_loss.mode == "frame" and self.kd_loss.align != "interpolate":
-            raise ValueError(
-                f"teacher and student emit different frame counts for a 128-pixel line "
-                f"(teacher T={t_logits.shape[1]}, student T={s_logits.shape[1]}); frame KL "
-                "needs equal T: use kd.align=interpolate or kd.mode=mean"
-            )
+        self.kd_loss.check_alignment(t_logits.shape[1], s_logits.shape[1], " for a 128-pixel line")
         if self.kd_loss.weights["feat"] and not hasattr(self, "adapter"):
             # 1x1 conv from the student's feature channels to the teacher's
             self.adapter = torch.nn.Conv2d(s_feat.shape[1], t_feat.shape[1], 1)
