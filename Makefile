@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format tensorboard bench clean
+.PHONY: demo test lint format tensorboard bench reference clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,32 @@ demo: $(STAMP)
 	@echo "INT8 on data/samples/gt.txt:"
 	@$(PY) -m distill.predict $(DEMO_DIR)/student_kd_int8.onnx data/samples/gt.txt --quiet
 	@echo; echo "TensorBoard: make tensorboard  (logs under $(DEMO_DIR))"
+
+# the English reference model (README "Reproduce"): teacher (~1 h on 2 cores), distilled
+# and baseline students (~30 and ~15 min), the result table, the shipped ONNX student and
+# the inference benchmark. A finished run is kept; an interrupted one resumes from last.
+REF_DIR ?= logs/en
+DEVSET ?= ../shared/devsets/iiit5k_300/labels.tsv
+define ref_run
+	@if [ -f $(REF_DIR)/$(1)/metrics.json ]; then echo "$(REF_DIR)/$(1): finished, kept"; \
+	elif [ -f $(REF_DIR)/$(1)/checkpoints/last.ckpt ]; then \
+		$(PY) train.py experiment=$(2) hydra.run.dir=$(REF_DIR)/$(1) ckpt_path=last $(3); \
+	else $(PY) train.py experiment=$(2) hydra.run.dir=$(REF_DIR)/$(1) $(3); fi
+endef
+reference: $(STAMP)
+	$(call ref_run,teacher,en_teacher)
+	$(call ref_run,student_kd,en_student_kd,teacher.ckpt=$(REF_DIR)/teacher/checkpoints/last.ckpt)
+	$(call ref_run,student_baseline,en_student_baseline)
+	$(PY) benchmarks/kd_report.py --teacher $(REF_DIR)/teacher --kd $(REF_DIR)/student_kd \
+		--baseline $(REF_DIR)/student_baseline --devset $(DEVSET) --name kd_en
+	$(PY) export.py ckpt=$(REF_DIR)/student_kd/checkpoints/last.ckpt out=models/en_student.onnx \
+		name=en_student quantize=dynamic data.train.max_chars=14 data.val.size=512
+	$(PY) export.py ckpt=$(REF_DIR)/teacher/checkpoints/last.ckpt out=$(REF_DIR)/en_teacher.onnx \
+		name=en_teacher data.train.max_chars=14 data.val.size=512
+	$(PIP) install --quiet -e ".[dev,bench]"
+	$(PY) benchmarks/bench_infer.py $(DEVSET) --student models/en_student.onnx \
+		--student-int8 models/en_student_int8.onnx --teacher $(REF_DIR)/en_teacher.onnx \
+		--name iiit5k_300_en
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q

@@ -1,8 +1,10 @@
 """Evaluate a checkpoint:  python eval.py ckpt_path=PATH data.test=[FILE,...]
 
-Prints JSON metrics (n, acc, acc_nospace, cer, ned) for each test set.
+Prints JSON metrics (n, acc, acc_nospace, cer, ned) for each test set and keeps them in
+``<output dir>/eval.json`` (set the folder with hydra.run.dir=...).
 """
 
+import json
 import os
 from pathlib import Path
 
@@ -16,7 +18,10 @@ from distill.training import evaluate, print_json  # noqa: E402
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    print_json(evaluate(cfg))
+    results = evaluate(cfg)
+    out = Path(cfg.paths.output_dir) / "eval.json"
+    out.write_text(json.dumps({"ckpt_path": cfg.ckpt_path, "results": results}, indent=2) + "\n")
+    print_json(results)
 
 
 if __name__ == "__main__":

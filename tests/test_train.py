@@ -206,6 +206,8 @@ def test_eval_cli_prints_json(tmp_path, label_dir):
     assert out.returncode == 0, out.stderr[-3000:]
     payload = json.loads(out.stdout[out.stdout.index("{") :])
     assert payload[label_dir.name]["n"] == 6
+    kept = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert kept["results"] == payload and kept["ckpt_path"] == str(ckpt)
 
 
 def test_ddp_two_cpu_processes(tmp_path):
