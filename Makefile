@@ -68,7 +68,7 @@ reference: $(STAMP)
 		--name iiit5k_300_en
 
 test: $(STAMP) lint
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --nbmake tests notebooks
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
