@@ -126,6 +126,7 @@ def markdown(report: dict) -> str:
     lines = [
         f"# Distillation result: {report['name']}",
         "",
+        *([report["note"], ""] if report.get("note") else []),
         f"Synthetic validation: {report['synth_val_note']}. Dev set: `{dev}` "
         f"({runs['teacher']['devset']['n']} real images, {report['protocol']} protocol).",
         "",
@@ -189,6 +190,7 @@ def main(argv=None) -> int:
     ap.add_argument("--devset", required=True, type=Path, help="label file of real images")
     ap.add_argument("--protocol", default="scene", choices=("exact", "scene"))
     ap.add_argument("--name", default="kd_en", help="results file name")
+    ap.add_argument("--note", default="", help="a remark printed under the title")
     args = ap.parse_args(argv)
     if not args.devset.is_file():
         ap.error(f"dev set label file not found: {args.devset}")
@@ -199,6 +201,7 @@ def main(argv=None) -> int:
     }
     report = {
         "name": args.name,
+        "note": args.note,
         "devset_name": args.devset.parent.name,
         "protocol": args.protocol,
         "synth_val_note": (
@@ -208,7 +211,8 @@ def main(argv=None) -> int:
         + " ".join(
             f"--{k} {_rel(getattr(args, k))}" for k in ("teacher", "kd", "baseline", "devset")
         )
-        + f" --protocol {args.protocol} --name {args.name}",
+        + f" --protocol {args.protocol} --name {args.name}"
+        + (f" --note {json.dumps(args.note)}" if args.note else ""),
         "runs": runs,
         "verdict": {s: verdict(runs, s) for s in ("synth_val", "devset")},
     }
