@@ -25,6 +25,10 @@ from pathlib import Path
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from distill.compare import load_runs, pct  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 CURVE_TAGS = ("val/acc", "val/cer", "val/teacher_acc", "val/agreement", "train/loss_ctc")
 GAIN_OVER_BASELINE = 0.02  # the distilled student must beat the baseline by this much
@@ -87,10 +91,7 @@ def learning_curves(run: Path) -> dict[str, list[list[float]]]:
 
 
 def summarize(name: str, run: Path, devset: Path, protocol: str) -> dict:
-    f = run / "metrics.json"
-    if not f.is_file():
-        raise FileNotFoundError(f"{f} not found: did the training run in {run} finish?")
-    m = json.loads(f.read_text())
+    ((_, m),) = load_runs([str(run)])
     dev, dev_cmd = eval_on_devset(run, devset, protocol)
     return {
         "name": name,
@@ -116,10 +117,6 @@ def verdict(runs: dict[str, dict], split: str) -> dict:
     }
 
 
-def _pct(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:.1f}%"
-
-
 def markdown(report: dict) -> str:
     runs = report["runs"]
     dev = report["devset_name"]
@@ -141,8 +138,8 @@ def markdown(report: dict) -> str:
         r = runs[key]
         lines.append(
             f"| {title} | {r['params'] / 1e6:.2f} | {r['steps']} | {r['wall_time_s'] / 60:.1f} | "
-            f"{_pct(r['synth_val']['acc'])} | {_pct(r['synth_val']['cer'])} | "
-            f"{_pct(r['devset']['acc'])} | {_pct(r['devset']['cer'])} |"
+            f"{pct(r['synth_val']['acc'])} | {pct(r['synth_val']['cer'])} | "
+            f"{pct(r['devset']['acc'])} | {pct(r['devset']['cer'])} |"
         )
     lines += [
         "",
@@ -170,8 +167,8 @@ def markdown(report: dict) -> str:
         lines += ["", "Synthetic validation word accuracy during training:", ""]
         lines += ["| step | " + " | ".join(str(int(s)) for s in steps) + " |"]
         lines += ["|---" * (len(steps) + 1) + "|"]
-        lines += ["| distilled | " + " | ".join(_pct(kd_curve[s]) for s in steps) + " |"]
-        lines += ["| baseline | " + " | ".join(_pct(base_curve[s]) for s in steps) + " |"]
+        lines += ["| distilled | " + " | ".join(pct(kd_curve[s]) for s in steps) + " |"]
+        lines += ["| baseline | " + " | ".join(pct(base_curve[s]) for s in steps) + " |"]
     lines += ["", "Commands:", "", "```"]
     for key in ("teacher", "kd", "baseline"):
         lines.append(runs[key]["commands"]["train"])

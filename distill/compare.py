@@ -16,14 +16,15 @@ COLUMNS = (
     ("params", "params (M)", lambda s: f"{s['params'] / 1e6:.2f}"),
     ("steps", "steps", lambda s: str(s["steps"])),
     ("wall", "minutes", lambda s: f"{s['wall_time_s'] / 60:.1f}"),
-    ("acc", "val acc", lambda s: _pct(s["metrics"].get("val/acc"))),
-    ("cer", "val CER", lambda s: _pct(s["metrics"].get("val/cer"))),
-    ("ned", "val 1-NED", lambda s: _pct(s["metrics"].get("val/ned"))),
-    ("best", "best val acc", lambda s: _pct(s.get("best_val_acc"))),
+    ("acc", "val acc", lambda s: pct(s["metrics"].get("val/acc"))),
+    ("cer", "val CER", lambda s: pct(s["metrics"].get("val/cer"))),
+    ("ned", "val 1-NED", lambda s: pct(s["metrics"].get("val/ned"))),
+    ("best", "best val acc", lambda s: pct(s.get("best_val_acc"))),
 )
 
 
-def _pct(x) -> str:
+def pct(x: float | None) -> str:
+    """A fraction as a percentage with one decimal; '-' when missing."""
     return "-" if x is None else f"{100 * x:.1f}%"
 
 
