@@ -48,9 +48,8 @@ REF_DIR ?= logs/en
 DEVSET ?= ../shared/devsets/iiit5k_300/labels.tsv
 define ref_run
 	@if [ -f $(REF_DIR)/$(1)/metrics.json ]; then echo "$(REF_DIR)/$(1): finished, kept"; \
-	elif [ -f $(REF_DIR)/$(1)/checkpoints/last.ckpt ]; then \
-		$(PY) train.py experiment=$(2) hydra.run.dir=$(REF_DIR)/$(1) ckpt_path=last $(3); \
-	else $(PY) train.py experiment=$(2) hydra.run.dir=$(REF_DIR)/$(1) $(3); fi
+	else $(PY) train.py experiment=$(2) hydra.run.dir=$(REF_DIR)/$(1) $(3) \
+		$$([ -f $(REF_DIR)/$(1)/checkpoints/last.ckpt ] && echo ckpt_path=last); fi
 endef
 reference: $(STAMP)
 	$(call ref_run,teacher,en_teacher)

@@ -19,8 +19,9 @@ from distill.training import evaluate, print_json  # noqa: E402
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
     results = evaluate(cfg)
-    out = Path(cfg.paths.output_dir) / "eval.json"
-    out.write_text(json.dumps({"ckpt_path": cfg.ckpt_path, "results": results}, indent=2) + "\n")
+    if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # one file, not one write per DDP rank
+        kept = {"ckpt_path": cfg.ckpt_path, "results": results}
+        (Path(cfg.paths.output_dir) / "eval.json").write_text(json.dumps(kept, indent=2) + "\n")
     print_json(results)
 
 
