@@ -32,7 +32,7 @@ demo: $(STAMP)
 		student_kd=$(DEMO_DIR)/student_kd student_baseline=$(DEMO_DIR)/student_baseline
 	@echo; echo "Exporting the distilled student to ONNX (FP32 + INT8) ..."
 	$(PY) export.py ckpt=$(DEMO_DIR)/student_kd/checkpoints/last.ckpt \
-		out=$(DEMO_DIR)/student_kd.onnx quantize=dynamic data.train.max_chars=14 data.val.size=256
+		out=$(DEMO_DIR)/student_kd.onnx quantize=dynamic
 	@echo; echo "Recognizing sample images with the torch-free predictor (path, text, confidence):"
 	$(PY) -m distill.predict $(DEMO_DIR)/student_kd.onnx data/samples/img/00[0-7].png
 	@echo "FP32 on data/samples/gt.txt:"
@@ -58,9 +58,9 @@ reference: $(STAMP)
 	$(PY) benchmarks/kd_report.py --teacher $(REF_DIR)/teacher --kd $(REF_DIR)/student_kd \
 		--baseline $(REF_DIR)/student_baseline --devset $(DEVSET) --name kd_en
 	$(PY) export.py ckpt=$(REF_DIR)/student_kd/checkpoints/last.ckpt out=models/en_student.onnx \
-		name=en_student quantize=dynamic data.train.max_chars=14 data.val.size=512
+		name=en_student quantize=dynamic
 	$(PY) export.py ckpt=$(REF_DIR)/teacher/checkpoints/last.ckpt out=$(REF_DIR)/en_teacher.onnx \
-		name=en_teacher data.train.max_chars=14 data.val.size=512
+		name=en_teacher
 	$(PIP) install --quiet -e ".[dev,bench]"
 	$(PY) benchmarks/bench_infer.py $(DEVSET) --student models/en_student.onnx \
 		--student-int8 models/en_student_int8.onnx --teacher $(REF_DIR)/en_teacher.onnx \

@@ -4,7 +4,6 @@ Prints JSON metrics (n, acc, acc_nospace, cer, ned) for each test set and keeps 
 ``<output dir>/eval.json`` (set the folder with hydra.run.dir=...).
 """
 
-import json
 import os
 from pathlib import Path
 
@@ -13,16 +12,12 @@ os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from distill.training import evaluate, print_json  # noqa: E402
+from distill.training import evaluate  # noqa: E402
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def main(cfg: DictConfig) -> None:
-    results = evaluate(cfg)
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0:  # one file, not one write per DDP rank
-        kept = {"ckpt_path": cfg.ckpt_path, "results": results}
-        (Path(cfg.paths.output_dir) / "eval.json").write_text(json.dumps(kept, indent=2) + "\n")
-    print_json(results)
+    evaluate(cfg)
 
 
 if __name__ == "__main__":

@@ -7,7 +7,8 @@
 For each training run it reads ``metrics.json`` (parameters, steps, wall time, scores on
 the synthetic validation set at the last step) and the command that made it
 (``.hydra/overrides.yaml``), scores its last checkpoint on the dev set with ``eval.py``
-(scene-text protocol; kept in ``<run>/eval_<devset>/eval.json`` and reused when present),
+(scene-text protocol; kept in ``<run>/eval_<devset>/eval.json`` and reused only while
+the checkpoint, the dev set and the protocol are the ones it was computed for),
 and pulls its validation learning curves from TensorBoard. Writes
 ``benchmarks/results/NAME.{json,md}`` and says whether the distilled student met the
 targets: at least 2 points of word accuracy above the baseline, at most 2 below the teacher.
@@ -28,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from distill.compare import load_runs, pct  # noqa: E402
+from distill.training import file_identity  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CURVE_TAGS = ("val/acc", "val/cer", "val/teacher_acc", "val/agreement", "train/loss_ctc")
@@ -65,14 +67,29 @@ def eval_on_devset(run: Path, devset: Path, protocol: str) -> tuple[dict, str]:
     ]
     command = "python " + " ".join(args)
     kept = out_dir / "eval.json"
-    fresh = kept.is_file() and kept.stat().st_mtime > ckpt.stat().st_mtime
-    if not fresh:
+    if not cached_eval_matches(kept, ckpt, devset, protocol):
         print(f"$ {command}", flush=True)
         proc = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True)
         if proc.returncode != 0:
             raise RuntimeError(f"eval.py failed for {run}:\n{proc.stderr[-3000:]}")
     (metrics,) = json.loads(kept.read_text())["results"].values()
     return metrics, command
+
+
+def cached_eval_matches(kept: Path, ckpt: Path, devset: Path, protocol: str) -> bool:
+    """Is ``kept`` (an eval.json) the evaluation of this very checkpoint, dev set and
+    protocol? Same paths, sizes and modification times, same protocol."""
+    if not kept.is_file():
+        return False
+    try:
+        old = json.loads(kept.read_text())
+    except json.JSONDecodeError:
+        return False
+    return (
+        old.get("ckpt") == file_identity(ckpt)
+        and old.get("test") == [file_identity(devset)]
+        and old.get("protocol") == protocol
+    )
 
 
 def learning_curves(run: Path) -> dict[str, list[list[float]]]:

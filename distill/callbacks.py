@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 
 import lightning as L
 import numpy as np
-from lightning.pytorch.callbacks import ModelCheckpoint
 from PIL import Image, ImageDraw, ImageFont
 
 
@@ -102,24 +103,66 @@ class ValidationSamples(L.Callback):
         writer.add_image("val/samples", panel, trainer.global_step, dataformats="HWC")
 
 
-class LastCheckpoint(ModelCheckpoint):
+class LastCheckpoint(L.Callback):
     """``last.ckpt`` every N training steps, on a crash, and at the very end of training.
 
-    Lightning's own ``save_last`` only follows the monitored checkpoints (written at
+    Lightning's ``save_last`` only follows the monitored checkpoints (written at
     validation), so the steps after the last validation would be lost; resuming with
-    ``ckpt_path=last`` should lose at most N steps.
+    ``ckpt_path=last`` loses at most N steps. The file is written beside the old one and
+    renamed over it, so a crash while saving never leaves a broken ``last.ckpt``.
     """
 
     def __init__(self, dirpath: str, every_n_train_steps: int = 100):
-        super().__init__(
-            dirpath=dirpath,
-            monitor=None,
-            save_top_k=0,
-            save_last=True,
-            every_n_train_steps=every_n_train_steps,
-            save_on_exception=True,
-        )
+        if every_n_train_steps < 1:
+            raise ValueError(f"every_n_train_steps must be >= 1, got {every_n_train_steps}")
+        self.path = Path(dirpath) / "last.ckpt"
+        self.every = every_n_train_steps
+        self._saved_step = -1
+
+    def _save(self, trainer: L.Trainer) -> None:
+        if (
+            trainer.fast_dev_run
+            or trainer.sanity_checking
+            or trainer.global_step == self._saved_step
+        ):
+            return
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        trainer.save_checkpoint(tmp)  # every rank calls it; the global rank 0 writes
+        if trainer.is_global_zero:
+            os.replace(tmp, self.path)
+        self._saved_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step % self.every == 0:
+            self._save(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:
-        if self._last_global_step_saved != trainer.global_step and not trainer.fast_dev_run:
-            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+        self._save(trainer)
+
+    def on_exception(self, trainer, pl_module, exception: BaseException) -> None:
+        # under DDP the other ranks are not here to join the save: keep the periodic file
+        if trainer.world_size == 1 and trainer.global_step > 0:
+            self._save(trainer)
+
+
+class WallClock(L.Callback):
+    """Training wall time summed over every resumed part of a run: the time so far
+    rides in the checkpoint and is added back on resume."""
+
+    def __init__(self):
+        self.before = 0.0
+        self._start: float | None = None
+
+    @property
+    def elapsed(self) -> float:
+        now = time.monotonic()
+        return self.before + (now - self._start if self._start is not None else 0.0)
+
+    def on_fit_start(self, trainer, pl_module) -> None:
+        self._start = time.monotonic()
+
+    def state_dict(self) -> dict:
+        return {"elapsed_s": self.elapsed}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.before = float(state_dict.get("elapsed_s", 0.0))

@@ -1,9 +1,11 @@
 """ONNX export of the recognizer (never a teacher or an adapter), parity check, INT8.
 
-The exported graph takes ``image`` float32 [N, C, 32, W] (N and W dynamic) and returns
-``logits`` [N, T, num_classes]. Everything the predictor needs (charset, preprocessing,
-blank index, model name, training config) rides along in the metadata props, so the
-``.onnx`` file alone is enough.
+The exported graph takes ``image`` float32 [N, C, 32, W] (N and W dynamic) and
+``widths`` int64 [N] (each line's valid width in pixels, so padding never changes a
+reading) and returns ``logits`` [N, T, num_classes], T = ceil(W / width_per_frame).
+Everything the predictor needs (charset, preprocessing, frame rate, blank index, model
+name, training config) rides along in the metadata props, so the ``.onnx`` file alone
+is enough.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +24,7 @@ from torch import nn
 
 from distill.ctc import greedy_decode, softmax
 from distill.module import RecognizerModule
-from distill.preprocess import PreprocessConfig, preprocess
+from distill.preprocess import PreprocessConfig, preprocess, valid_frames
 
 log = logging.getLogger(__name__)
 
@@ -43,8 +46,8 @@ class _LogitsOnly(nn.Module):
         super().__init__()
         self.net = net
 
-    def forward(self, image):
-        return self.net(image)[0]
+    def forward(self, image, widths):
+        return self.net(image, widths)[0]
 
 
 def metadata(module: RecognizerModule, name: str, extra: dict | None = None) -> dict[str, str]:
@@ -63,7 +66,7 @@ def metadata(module: RecognizerModule, name: str, extra: dict | None = None) -> 
         "min_width": str(cfg.min_width),
         "mean": repr(cfg.mean),
         "std": repr(cfg.std),
-        "width_per_frame": "4",
+        "width_per_frame": str(module.net.width_per_frame),
         "train_config": json.dumps({"net": net_cfg, "protocol": module.protocol}),
     }
     props.update({k: str(v) for k, v in (extra or {}).items()})
@@ -86,14 +89,21 @@ def export_onnx(
     wrapper = _LogitsOnly(module.net).eval().cpu()
     cfg = module.preprocess_cfg
     dummy = torch.randn(2, cfg.channels, cfg.height, 128)  # batch >= 2: no batch-1 folding
-    with torch.no_grad():
+    widths = torch.tensor([128, 100])  # sorted: see CRNN.forward
+    with torch.no_grad(), warnings.catch_warnings():
+        # the exporter warns about packed sequences and batch sizes; parity is checked below
+        warnings.simplefilter("ignore")
         torch.onnx.export(
             wrapper,
-            (dummy,),
+            (dummy, widths),
             str(out),
-            input_names=["image"],
+            input_names=["image", "widths"],
             output_names=["logits"],
-            dynamic_axes={"image": {0: "N", 3: "W"}, "logits": {0: "N", 1: "T"}},
+            dynamic_axes={
+                "image": {0: "N", 3: "W"},
+                "widths": {0: "N"},
+                "logits": {0: "N", 1: "T"},
+            },
             opset_version=OPSET,
             dynamo=False,  # the dynamo exporter fails on the dynamic width of the LSTM model
             do_constant_folding=True,
@@ -109,8 +119,11 @@ def export_onnx(
     return out
 
 
-def parity_inputs(cfg: PreprocessConfig, width: int, batch: int, seed: int = 0) -> np.ndarray:
-    """Realistic inputs for the parity check: rendered text lines, padded to ``width``.
+def parity_inputs(
+    cfg: PreprocessConfig, width: int, batch: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """Realistic inputs for the parity check: rendered text lines of their own widths,
+    padded to ``width``; returns the batch and the valid widths.
 
     Random noise would leave an untrained model with near-tied logits everywhere."""
     from distill.charset import Charset
@@ -119,10 +132,13 @@ def parity_inputs(cfg: PreprocessConfig, width: int, batch: int, seed: int = 0) 
     fit = PreprocessConfig(**{**cfg.to_dict(), "max_width": -(-width // 4) * 4, "min_width": 4})
     ds = SynthDataset(Charset.resolve("ascii"), fit, size=batch, seed=seed, deterministic=True)
     x = np.zeros((batch, cfg.channels, cfg.height, width), np.float32)
+    widths = np.zeros(batch, np.int64)
     for i in range(batch):
         a = preprocess(ds.render(i), fit)[:, :, :width]
         x[i, :, :, : a.shape[2]] = a
-    return x
+        widths[i] = a.shape[2]
+    widths[0] = width  # one line fills the batch
+    return x, widths
 
 
 @dataclass
@@ -152,7 +168,8 @@ def check_parity(
     batches=PARITY_BATCHES,
     atol: float = PARITY_ATOL,
 ) -> ParityReport:
-    """Compare onnxruntime and PyTorch logits and decoded strings on several shapes.
+    """Compare onnxruntime and PyTorch logits and decoded strings on several shapes, with
+    lines of different valid widths in each batch.
 
     A decoded string may differ only where PyTorch's own top-2 margin is a near tie
     (below 1e-4), which any float rounding can flip; that is reported, not hidden."""
@@ -163,17 +180,18 @@ def check_parity(
     net = module.net.eval()
     for b in batches:
         for w in widths:
-            x = parity_inputs(module.preprocess_cfg, w, b)
+            x, valid = parity_inputs(module.preprocess_cfg, w, b)
             with torch.no_grad():
-                ref = net(torch.from_numpy(x))[0].float().numpy()
-            got = sess.run(None, {"image": x})[0]
+                ref = net(torch.from_numpy(x), torch.from_numpy(valid))[0].float().numpy()
+            got = sess.run(None, {"image": x, "widths": valid})[0]
             if got.shape != ref.shape:
                 raise ExportError(
                     f"ONNX output shape {got.shape} != PyTorch {ref.shape} at {x.shape}"
                 )
             diff = float(np.abs(got - ref).max())
-            ref_s = [i for i, _ in greedy_decode(softmax(ref))]
-            got_s = [i for i, _ in greedy_decode(softmax(got))]
+            frames = valid_frames(valid, net.width_per_frame)
+            ref_s = [i for i, _ in greedy_decode(softmax(ref), frames)]
+            got_s = [i for i, _ in greedy_decode(softmax(got), frames)]
             top2 = np.sort(ref, axis=-1)[..., -2:]
             ties = (top2[..., 1] - top2[..., 0]) < NEAR_TIE
             flips = (ref.argmax(-1) != got.argmax(-1)) & ~ties
@@ -214,10 +232,13 @@ def quantize_dynamic(fp32: str | Path, out: str | Path, keep_float: list[str] = 
 
 
 def quantize_static(
-    fp32: str | Path, out: str | Path, calibration: list[np.ndarray], keep_float: list[str] = ()
+    fp32: str | Path,
+    out: str | Path,
+    calibration: list[tuple[np.ndarray, np.ndarray]],
+    keep_float: list[str] = (),
 ) -> Path:
-    """Static QDQ INT8 of the convolutions, calibrated on real batches, then dynamic INT8
-    of the LSTM and MatMul/Gemm."""
+    """Static QDQ INT8 of the convolutions, calibrated on real batches ((images, valid
+    widths) pairs), then dynamic INT8 of the LSTM and MatMul/Gemm."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -232,7 +253,7 @@ def quantize_static(
 
         def get_next(self):
             x = next(self.it, None)
-            return None if x is None else {"image": x}
+            return None if x is None else {"image": x[0], "widths": x[1]}
 
     out = Path(out)
     pre = out.with_suffix(".pre.onnx")
@@ -274,8 +295,11 @@ def _copy_metadata(src, dst, extra: dict[str, str]) -> None:
 # ---------------------------------------------------------------- the export job
 
 
-def evaluate_onnx(path: Path, arrays: list[np.ndarray], labels: list[str], protocol: str) -> dict:
-    """Accuracy and speed of an exported model on preprocessed validation lines."""
+def evaluate_onnx(
+    path: Path, arrays: list[np.ndarray], labels: list[str], protocol: str
+) -> tuple[dict, list[str]]:
+    """Accuracy and speed of an exported model on preprocessed validation lines; also
+    returns its readings (to compare INT8 with FP32 line by line)."""
     from distill.metrics import score
     from distill.predict import Recognizer
 
@@ -289,8 +313,9 @@ def evaluate_onnx(path: Path, arrays: list[np.ndarray], labels: list[str], proto
     start = time.perf_counter()
     single.recognize_arrays(arrays[:n1])
     single_s = time.perf_counter() - start
-    m = score([r.text for r in batched], labels, protocol)
-    return {
+    texts = [r.text for r in batched]
+    m = score(texts, labels, protocol)
+    row = {
         "file": str(path),
         "size_mb": round(path.stat().st_size / 2**20, 2),
         "acc": m["acc"],
@@ -298,13 +323,51 @@ def evaluate_onnx(path: Path, arrays: list[np.ndarray], labels: list[str], proto
         "ms_per_line_batch1": round(1000 * single_s / n1, 2),
         "lines_per_s_batched": round(len(arrays) / batched_s, 1),
     }
+    return row, texts
+
+
+def validation_split(cfg, module: RecognizerModule):
+    """The validation lines that score FP32 against INT8 and, after them, the disjoint
+    lines that calibrate static INT8, from ``data`` (default: the data config the
+    checkpoint was trained with). Returns (eval samples, calibration samples, set name)."""
+    import hydra
+
+    data = cfg.get("data") or module.hparams.get("data")
+    if not data:
+        raise ValueError(
+            "INT8 export needs validation data to calibrate and evaluate: this checkpoint "
+            "carries no data config; give one, e.g. data=labelfile 'data.val=[FILE]'"
+        )
+    datamodule = hydra.utils.instantiate(
+        data,
+        charset=module.charset.to_dict(),
+        preprocess=module.preprocess_cfg.to_dict(),
+        augment=None,
+        num_workers=0,
+        _convert_="all",
+    )
+    datamodule.setup("validate")
+    if datamodule.val_set is None:
+        raise ValueError("INT8 export needs validation data (data.val) to calibrate and evaluate")
+    ds = datamodule.val_set
+    n_eval = min(len(ds), cfg.eval_samples)
+    n_calib = cfg.calibration_lines if cfg.quantize == "static" else 0
+    if cfg.quantize == "static" and len(ds) < n_eval + n_calib:
+        n_eval = len(ds) - n_calib
+        if n_eval < 1:
+            raise ValueError(
+                f"validation set {ds.name} has {len(ds)} lines: static INT8 needs "
+                f"calibration_lines={n_calib} plus lines to evaluate on, kept apart"
+            )
+    samples = [ds[i] for i in range(n_eval + n_calib)]
+    keep = lambda part: [s for s in part if s is not None]  # noqa: E731
+    return keep(samples[:n_eval]), keep(samples[n_eval:]), ds.name
 
 
 def run_export(cfg) -> dict:
     """export.py: ONNX FP32 (+ INT8), parity check, accuracy and latency side by side."""
-    import hydra
-
     from distill.module import load_recognizer
+    from distill.preprocess import pad_batch
 
     ckpt = Path(cfg.ckpt)
     if not ckpt.is_file():
@@ -326,45 +389,45 @@ def run_export(cfg) -> dict:
     if cfg.quantize == "none":
         return summary
 
-    datamodule = hydra.utils.instantiate(
-        cfg.data,
-        charset=module.charset.to_dict(),
-        preprocess=module.preprocess_cfg.to_dict(),
-        augment=None,
-        num_workers=0,
-        _convert_="all",
-    )
-    datamodule.setup("validate")
-    if datamodule.val_set is None:
-        raise ValueError("INT8 export needs validation data (data.val) to calibrate and evaluate")
-    ds = datamodule.val_set
-    samples = [ds[i] for i in range(min(len(ds), cfg.eval_samples))]
-    samples = [s for s in samples if s is not None]
-    arrays, labels = [s["image"] for s in samples], [s["label"] for s in samples]
+    evaluation, calibration, set_name = validation_split(cfg, module)
+    arrays, labels = [s["image"] for s in evaluation], [s["label"] for s in evaluation]
     int8 = out.with_name(out.stem + "_int8.onnx")
     keep = list(cfg.get("keep_float") or [])
     if cfg.quantize == "dynamic":
         quantize_dynamic(out, int8, keep)
     else:
-        loader = datamodule.val_dataloader()
-        calib = []
-        for batch in loader:
-            calib.append(batch["images"].numpy())
-            if len(calib) >= cfg.calibration_batches:
-                break
+        order = sorted(calibration, key=lambda s: s["image"].shape[2])  # batches of like widths
+        batches = [order[i : i + 16] for i in range(0, len(order), 16)]
+        calib = [pad_batch([s["image"] for s in b]) for b in batches]
         quantize_static(out, int8, calib, keep)
-    rows = {
-        "fp32": evaluate_onnx(out, arrays, labels, module.protocol),
-        f"int8-{cfg.quantize}": evaluate_onnx(int8, arrays, labels, module.protocol),
-    }
-    print(f"\nvalidation ({len(arrays)} lines, {ds.name}):")
+    fp32_row, fp32_texts = evaluate_onnx(out, arrays, labels, module.protocol)
+    int8_row, int8_texts = evaluate_onnx(int8, arrays, labels, module.protocol)
+    int8_row["agreement_with_fp32"] = sum(a == b for a, b in zip(fp32_texts, int8_texts)) / max(
+        len(arrays), 1
+    )
+    rows = {"fp32": fp32_row, f"int8-{cfg.quantize}": int8_row}
     print(
-        f"{'model':14s} {'MB':>6s} {'acc':>7s} {'CER':>7s} {'ms/line (b=1)':>14s} {'lines/s':>8s}"
+        f"\nvalidation ({len(arrays)} lines of {set_name}"
+        + (f"; calibrated on {len(calibration)} other lines" if calibration else "")
+        + "):"
+    )
+    print(
+        f"{'model':14s} {'MB':>6s} {'acc':>7s} {'CER':>7s} {'ms/line (b=1)':>14s} "
+        f"{'lines/s':>8s} {'same text as FP32':>18s}"
     )
     for k, r in rows.items():
+        agree = r.get("agreement_with_fp32")
         print(
             f"{k:14s} {r['size_mb']:6.2f} {100 * r['acc']:6.1f}% {100 * r['cer']:6.1f}% "
-            f"{r['ms_per_line_batch1']:14.2f} {r['lines_per_s_batched']:8.1f}"
+            f"{r['ms_per_line_batch1']:14.2f} {r['lines_per_s_batched']:8.1f} "
+            f"{'' if agree is None else f'{100 * agree:.1f}%':>18s}"
         )
-    summary.update({"int8": str(int8), "validation": rows})
+    summary.update(
+        {
+            "int8": str(int8),
+            "validation": rows,
+            "eval_lines": len(arrays),
+            "calibration_lines": len(calibration),
+        }
+    )
     return summary

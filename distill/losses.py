@@ -1,9 +1,17 @@
-"""Loss terms. CTC is computed in float32 on log-probabilities, masked to valid frames."""
+"""Loss terms and their weighted sum.
+
+Every term is a small module with one signature, ``term(student, teacher, batch)``
+(``Outputs`` of the student and of the teacher, the batch dict), returning a scalar;
+:class:`WeightedSumLoss` adds them with weights from config and logs each on its own.
+CTC is computed in float32 on log-probabilities; every term reads valid frames only.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+
+from distill.teachers import Outputs
 
 
 def ctc_feasible(targets: torch.Tensor, target_lengths: torch.Tensor, frames: torch.Tensor):
@@ -29,7 +37,10 @@ def ctc_loss(
     ``logits`` [B, T, C]; ``frames`` the number of valid (unpadded) frames per sample.
     Returns the loss and how many samples were left out as too long for their image.
     """
-    frames = frames.clamp(max=logits.shape[1])
+    if int(frames.max()) > logits.shape[1]:
+        raise ValueError(
+            f"valid frames {frames.tolist()} exceed the {logits.shape[1]} frames of the logits"
+        )
     keep = ctc_feasible(targets, target_lengths, frames)
     with torch.autocast(logits.device.type, enabled=False):
         log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # [T, B, C]
@@ -90,13 +101,25 @@ def mean_kl(
     return tau**2 * kl.mean()
 
 
-def resample_time(logits: torch.Tensor, t: int) -> torch.Tensor:
-    """Resample [B, T', C] teacher logits to T frames, linearly in probability space
-    (returned as log-probabilities, which softmax-based terms accept as logits)."""
-    probs = logits.float().softmax(-1).transpose(1, 2)  # [B, C, T']
-    probs = F.interpolate(probs, size=t, mode="linear", align_corners=False)
-    probs = probs / probs.sum(1, keepdim=True)
-    return probs.clamp_min(1e-8).log().transpose(1, 2)
+def resample_time(
+    logits: torch.Tensor, src_frames: torch.Tensor, dst_frames: torch.Tensor, t_out: int
+) -> torch.Tensor:
+    """Resample each sample's valid frames of [B, T', C] logits onto ``dst_frames`` of
+    ``t_out`` frames, linearly in probability space (frame centres aligned: destination
+    frame j reads source position (j + 0.5) * src / dst - 0.5). Returns
+    log-probabilities, which softmax-based terms accept as logits; frames beyond
+    ``dst_frames`` repeat the last valid one (they are masked anyway)."""
+    probs = logits.float().softmax(-1)
+    j = torch.arange(t_out, device=logits.device, dtype=torch.float32)[None, :]
+    src = src_frames.to(torch.float32)[:, None]
+    pos = ((j + 0.5) * src / dst_frames.to(torch.float32)[:, None] - 0.5).clamp(min=0)
+    pos = torch.minimum(pos, src - 1)
+    lo = pos.floor().long()
+    hi = torch.minimum(lo + 1, src.long() - 1)
+    w = (pos - lo.float())[..., None]
+    take = lambda idx: probs.gather(1, idx[..., None].expand(-1, -1, probs.shape[-1]))  # noqa: E731
+    out = (1 - w) * take(lo) + w * take(hi)
+    return out.clamp_min(1e-8).log()
 
 
 def masked_feature_mse(
@@ -109,31 +132,33 @@ def masked_feature_mse(
     return (diff * mask).sum() / mask.sum().clamp(min=1)
 
 
-def frames_for(widths: torch.Tensor, t: int, input_width: int) -> torch.Tensor:
-    """Valid frames of a model that maps ``input_width`` pixels to ``t`` frames."""
-    return torch.clamp(torch.ceil(widths.float() * t / input_width).long(), max=t)
+# ---------------------------------------------------------------- terms
 
 
-class DistillationLoss(torch.nn.Module):
-    """``w_ctc * ctc + w_kl * tau^2 * KL(teacher || student) + w_feat * feature MSE``.
+class CTCTerm(torch.nn.Module):
+    """CTC of the student on the batch's labels. ``stats["too_long"]``: labels left out
+    because their image has too few frames for them."""
 
-    A weighted sum of named terms; a term with weight 0 is not computed. ``mode=frame``
-    compares frame by frame (T must match, or ``align=interpolate`` resamples the
-    teacher along time); ``mode=mean`` compares time-averaged distributions.
-    """
+    def __repr__(self) -> str:
+        return "ctc"
+
+    def forward(self, student: Outputs, teacher: Outputs | None, batch: dict) -> torch.Tensor:
+        loss, too_long = ctc_loss(
+            student.logits, batch["targets"], batch["target_lengths"], student.frames
+        )
+        self.stats = {"too_long": too_long}
+        return loss
+
+
+class KLTerm(torch.nn.Module):
+    """``tau^2 * KL(teacher_tau || student_tau)``: per frame (``mode=frame``; unequal
+    frame counts need ``align=interpolate``, which resamples the teacher's valid frames
+    onto the student's) or between time-averaged distributions (``mode=mean``)."""
 
     MODES = ("frame", "mean")
     ALIGNS = ("strict", "interpolate")
 
-    def __init__(
-        self,
-        w_ctc: float = 1.0,
-        w_kl: float = 1.0,
-        w_feat: float = 0.01,
-        tau: float = 2.0,
-        mode: str = "frame",
-        align: str = "strict",
-    ):
+    def __init__(self, tau: float = 2.0, mode: str = "frame", align: str = "strict"):
         super().__init__()
         if mode not in self.MODES:
             raise ValueError(f"kd.mode must be one of {self.MODES}, got {mode!r}")
@@ -141,14 +166,10 @@ class DistillationLoss(torch.nn.Module):
             raise ValueError(f"kd.align must be one of {self.ALIGNS}, got {align!r}")
         if tau <= 0:
             raise ValueError(f"kd.tau must be > 0, got {tau}")
-        self.weights = {"ctc": w_ctc, "kl": w_kl, "feat": w_feat}
         self.tau, self.mode, self.align = tau, mode, align
 
     def __repr__(self) -> str:
-        kl = f"kl(tau={self.tau:g}" + (", mean)" if self.mode == "mean" else ")")
-        names = {"ctc": "ctc", "kl": kl, "feat": "feat"}
-        terms = [f"{w:g}*{names[k]}" for k, w in self.weights.items() if w]
-        return "loss = " + " + ".join(terms or ["0"])
+        return f"kl(tau={self.tau:g}" + (", mean)" if self.mode == "mean" else ")")
 
     def check_alignment(self, t_frames: int, s_frames: int, where: str = "") -> None:
         """Frame KL compares frame by frame: unequal T needs interpolate or mean mode."""
@@ -159,35 +180,98 @@ class DistillationLoss(torch.nn.Module):
                 "kd.align=interpolate or kd.mode=mean"
             )
 
-    def kl(self, t_logits, s_logits, widths, input_width) -> torch.Tensor:
-        t_frames = frames_for(widths, t_logits.shape[1], input_width)
-        s_frames = frames_for(widths, s_logits.shape[1], input_width)
+    def forward(self, student: Outputs, teacher: Outputs, batch: dict) -> torch.Tensor:
         if self.mode == "mean":
-            return mean_kl(t_logits, s_logits, t_frames, s_frames, self.tau)
-        if t_logits.shape[1] != s_logits.shape[1]:
-            self.check_alignment(t_logits.shape[1], s_logits.shape[1])
-            t_logits = resample_time(t_logits, s_logits.shape[1])
-        return masked_kl(t_logits, s_logits, s_frames, self.tau)
-
-    def forward(self, student: dict, teacher: dict, batch: dict) -> dict[str, torch.Tensor]:
-        """``student``/``teacher``: {"logits", "feat"} (student "feat" already adapted).
-        Returns every computed term and their weighted sum under "loss"."""
-        widths, input_width = batch["widths"], batch["images"].shape[-1]
-        terms: dict[str, torch.Tensor] = {}
-        if self.weights["ctc"]:
-            s_frames = frames_for(widths, student["logits"].shape[1], input_width)
-            terms["ctc"], _ = ctc_loss(
-                student["logits"], batch["targets"], batch["target_lengths"], s_frames
+            return mean_kl(teacher.logits, student.logits, teacher.frames, student.frames, self.tau)
+        t_logits = teacher.logits
+        if t_logits.shape[1] != student.logits.shape[1] or not torch.equal(
+            teacher.frames, student.frames
+        ):
+            self.check_alignment(t_logits.shape[1], student.logits.shape[1])
+            t_logits = resample_time(
+                t_logits, teacher.frames, student.frames, student.logits.shape[1]
             )
-        if self.weights["kl"]:
-            terms["kl"] = self.kl(teacher["logits"], student["logits"], widths, input_width)
-        if self.weights["feat"]:
-            t_feat = teacher["feat"]
-            s_feat = student["feat"]
-            if s_feat.shape[2:] != t_feat.shape[2:]:
-                s_feat = F.interpolate(s_feat, size=t_feat.shape[2:], mode="bilinear")
-            frames = frames_for(widths, t_feat.shape[-1], input_width)
-            terms["feat"] = masked_feature_mse(s_feat, t_feat, frames)
-        total = sum(self.weights[k] * v for k, v in terms.items())
-        terms["loss"] = total if terms else torch.zeros((), device=widths.device)
-        return terms
+        return masked_kl(t_logits, student.logits, student.frames, self.tau)
+
+
+class FeatureTerm(torch.nn.Module):
+    """MSE between the student's feature map, mapped to the teacher's channels by its
+    own 1x1 adapter (trained with the student, left out of export), and the teacher's,
+    over the teacher's valid columns."""
+
+    def __init__(self, student_channels: int, teacher_channels: int):
+        super().__init__()
+        self.adapter = torch.nn.Conv2d(student_channels, teacher_channels, 1)
+
+    def __repr__(self) -> str:
+        return "feat"
+
+    def forward(self, student: Outputs, teacher: Outputs, batch: dict) -> torch.Tensor:
+        s_feat, t_feat = self.adapter(student.feat), teacher.feat
+        if s_feat.shape[2:] != t_feat.shape[2:]:
+            s_feat = F.interpolate(s_feat, size=t_feat.shape[2:], mode="bilinear")
+        return masked_feature_mse(s_feat, t_feat, teacher.frames)
+
+
+class WeightedSumLoss(torch.nn.Module):
+    """``loss = sum(w_k * term_k)`` over named terms; a term with weight 0 is left out.
+
+    Returns every computed term and their sum under ``"loss"``, plus the terms'
+    ``stats`` (counts to log) under ``"stats"``."""
+
+    def __init__(self, terms: dict[str, tuple[float, torch.nn.Module]]):
+        super().__init__()
+        kept = {k: (float(w), t) for k, (w, t) in terms.items() if w}
+        self.weights = {k: w for k, (w, _) in kept.items()}
+        self.terms = torch.nn.ModuleDict({k: t for k, (_, t) in kept.items()})
+
+    def __repr__(self) -> str:
+        parts = [f"{self.weights[k]:g}*{t!r}" for k, t in self.terms.items()]
+        return "loss = " + " + ".join(parts or ["0"])
+
+    def forward(self, student: Outputs, teacher: Outputs | None, batch: dict) -> dict:
+        out, stats = {}, {}
+        for name, term in self.terms.items():
+            out[name] = term(student, teacher, batch)
+            stats.update(getattr(term, "stats", {}))
+        out["loss"] = sum(self.weights[k] * v for k, v in out.items())
+        out["stats"] = stats
+        return out
+
+
+class SupervisedLoss(WeightedSumLoss):
+    """CTC on the labels alone: the loss of a model trained without a teacher."""
+
+    def __init__(self):
+        super().__init__({"ctc": (1.0, CTCTerm())})
+
+
+class DistillationLoss(WeightedSumLoss):
+    """``w_ctc * ctc + w_kl * tau^2 * KL(teacher || student) + w_feat * feature MSE``,
+    built from the flat ``kd`` config. The feature term needs both models' channel
+    counts (``feat_channels=(student, teacher)``) for its adapter."""
+
+    def __init__(
+        self,
+        w_ctc: float = 1.0,
+        w_kl: float = 1.0,
+        w_feat: float = 0.01,
+        tau: float = 2.0,
+        mode: str = "frame",
+        align: str = "strict",
+        feat_channels: tuple[int, int] | None = None,
+    ):
+        kl = KLTerm(tau, mode, align)
+        terms = {"ctc": (w_ctc, CTCTerm()), "kl": (w_kl, kl)}
+        if w_feat:
+            if not feat_channels or feat_channels[1] is None:
+                raise ValueError(
+                    "kd.w_feat > 0 needs a teacher with a feature map; set kd.w_feat=0"
+                )
+            terms["feat"] = (w_feat, FeatureTerm(*feat_channels))
+        super().__init__(terms)
+        self.kl_term = kl
+
+    def check_alignment(self, t_frames: int, s_frames: int, where: str = "") -> None:
+        if "kl" in self.terms:
+            self.kl_term.check_alignment(t_frames, s_frames, where)

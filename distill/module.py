@@ -1,12 +1,14 @@
 """LightningModule for supervised CTC training of a CRNN recognizer.
 
 The checkpoint is self-contained: its hyper-parameters hold the network config, the
-charset's characters and the preprocessing, so ``load_from_checkpoint(path)`` alone
-rebuilds a recognizer that reads text exactly as it was trained to.
+charset's characters, the preprocessing and the data config, so
+``load_from_checkpoint(path)`` alone rebuilds a recognizer that reads text exactly as it
+was trained to (and export finds its validation data).
 """
 
 from __future__ import annotations
 
+import inspect
 import math
 
 import lightning as L
@@ -17,10 +19,11 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from distill.charset import Charset
 from distill.ctc import greedy_decode
-from distill.losses import DistillationLoss, ctc_loss, frame_mask
+from distill.losses import DistillationLoss, SupervisedLoss, frame_mask
 from distill.metrics import RecognitionMetrics
 from distill.models import build_model
-from distill.preprocess import PreprocessConfig, valid_frames
+from distill.preprocess import PreprocessConfig, check_frames, valid_frames
+from distill.teachers import Outputs, Teacher, build_teacher
 
 
 def _plain(x):
@@ -45,6 +48,8 @@ def warmup_cosine(
 
 
 class RecognizerModule(L.LightningModule):
+    """Supervised CTC training of a CRNN; the base of :class:`DistillationModule`."""
+
     def __init__(
         self,
         net: dict,
@@ -53,15 +58,17 @@ class RecognizerModule(L.LightningModule):
         optimizer: dict | None = None,
         scheduler: dict | None = None,
         protocol: str = "exact",
+        data: dict | None = None,
     ):
         super().__init__()
         self.charset = Charset.resolve(_plain(charset))
         self.preprocess_cfg = PreprocessConfig.from_dict(_plain(preprocess))
         net = dict(_plain(net))
-        channels = net.setdefault("in_channels", self.preprocess_cfg.channels)
-        if channels != self.preprocess_cfg.channels:
+        if net.get("in_channels") is None:
+            net["in_channels"] = self.preprocess_cfg.channels
+        if net["in_channels"] != self.preprocess_cfg.channels:
             raise ValueError(
-                f"model.net.in_channels={channels} but preprocess.channels="
+                f"model.net.in_channels={net['in_channels']} but preprocess.channels="
                 f"{self.preprocess_cfg.channels}: they must agree"
             )
         self.save_hyperparameters(
@@ -72,52 +79,68 @@ class RecognizerModule(L.LightningModule):
                 "optimizer": _plain(optimizer),
                 "scheduler": _plain(scheduler),
                 "protocol": protocol,
+                "data": _plain(data),
             },
             logger=False,
         )
         self.net = build_model(self.charset.num_classes, **net)
+        self.loss = SupervisedLoss()
         self.protocol = protocol
         self.val_metrics = RecognitionMetrics(protocol)
         self.test_metrics: list[RecognitionMetrics] = []
         self.test_results: dict[str, dict] = {}
 
-    def forward(self, images: torch.Tensor):
-        return self.net(images)
+    def forward(self, images: torch.Tensor, widths: torch.Tensor | None = None):
+        return self.net(images, widths)
+
+    def student_outputs(self, batch: dict) -> Outputs:
+        logits, feat = self.net(batch["images"], batch["widths"])
+        return Outputs(logits, valid_frames(batch["widths"], self.net.width_per_frame), feat)
+
+    def teacher_outputs(self, batch: dict) -> Outputs | None:
+        return None
 
     # ------------------------------------------------------------ decoding
-    def decode(self, logits: torch.Tensor, widths: torch.Tensor) -> tuple[list[str], list[float]]:
+    def decode(
+        self, logits: torch.Tensor, frames: torch.Tensor, charset: Charset | None = None
+    ) -> tuple[list[str], list[float]]:
+        charset = charset or self.charset
         probs = logits.float().softmax(-1).cpu().numpy()
-        frames = valid_frames(widths.cpu().numpy())
-        out = greedy_decode(probs, frames, blank=self.charset.blank)
-        return [self.charset.decode(i) for i, _ in out], [c for _, c in out]
+        out = greedy_decode(probs, frames.cpu().numpy(), blank=charset.blank)
+        return [charset.decode(i) for i, _ in out], [c for _, c in out]
 
     # ------------------------------------------------------------ training
-    def _supervised_loss(self, logits, batch) -> tuple[torch.Tensor, int]:
-        return ctc_loss(
-            logits, batch["targets"], batch["target_lengths"], valid_frames(batch["widths"])
-        )
+    def _zero_loss(self) -> torch.Tensor:
+        """A zero loss tied to every trainable parameter: a batch whose images were all
+        unreadable still takes part in DDP's gradient all-reduce, so no rank waits."""
+        return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
 
     def training_step(self, batch, batch_idx):
         if batch["images"] is None:
-            return None
-        logits, _ = self.net(batch["images"])
-        loss, too_long = self._supervised_loss(logits, batch)
+            self.log("train/skipped", float(batch["skipped"]), reduce_fx="sum", batch_size=1)
+            return self._zero_loss()
+        student = self.student_outputs(batch)
+        terms = self.loss(student, self.teacher_outputs(batch), batch)
         bs = len(batch["labels"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
-        self.log(
-            "train/skipped", float(batch["skipped"] + too_long), reduce_fx="sum", batch_size=bs
-        )
-        return loss
+        for name, value in terms.items():
+            if name == "stats":
+                continue
+            key = "train/loss" if name == "loss" else f"train/loss_{name}"
+            self.log(key, value, prog_bar=name == "loss", batch_size=bs)
+        # unreadable images (dropped by the collator) + labels too long for their image
+        skipped = batch["skipped"] + terms["stats"].get("too_long", 0)
+        self.log("train/skipped", float(skipped), reduce_fx="sum", batch_size=bs)
+        return terms["loss"]
 
     def validation_step(self, batch, batch_idx):
         if batch["images"] is None:
             return None
-        logits, _ = self.net(batch["images"])
-        loss, _ = self._supervised_loss(logits, batch)
+        student = self.student_outputs(batch)
+        loss = self.loss.terms["ctc"](student, None, batch)
         self.log("val/loss", loss, sync_dist=True, batch_size=len(batch["labels"]))
-        preds, confs = self.decode(logits, batch["widths"])
+        preds, confs = self.decode(student.logits, student.frames)
         self.val_metrics.update(preds, batch["labels"])
-        return {"preds": preds, "confidences": confs, "logits": logits}
+        return {"preds": preds, "confidences": confs, "outputs": student}
 
     def _reduced(self, metrics: RecognitionMetrics) -> dict[str, float]:
         """Add the metric sums of all processes, then compute the ratios."""
@@ -144,8 +167,8 @@ class RecognizerModule(L.LightningModule):
     def test_step(self, batch, batch_idx, dataloader_idx: int = 0):
         if batch["images"] is None:
             return None
-        logits, _ = self.net(batch["images"])
-        preds, _ = self.decode(logits, batch["widths"])
+        student = self.student_outputs(batch)
+        preds, _ = self.decode(student.logits, student.frames)
         self.test_metrics[dataloader_idx].update(preds, batch["labels"])
 
     def on_test_epoch_end(self) -> None:
@@ -192,7 +215,8 @@ def load_recognizer(path: str, map_location: str = "cpu") -> RecognizerModule:
         state = ckpt["state_dict"]
     except KeyError as e:
         raise ValueError(f"{path}: not a checkpoint of this framework (no {e.args[0]})") from None
-    module = RecognizerModule(**hp)
+    own = inspect.signature(RecognizerModule.__init__).parameters
+    module = RecognizerModule(**{k: v for k, v in hp.items() if k in own})
     module.load_state_dict({k: v for k, v in state.items() if k.startswith("net.")})
     return module.eval()
 
@@ -210,94 +234,63 @@ def argmax_agreement(t_logits, s_logits, frames, blank: int = 0) -> torch.Tensor
 class DistillationModule(RecognizerModule):
     """Trains the student from labels and from a frozen teacher.
 
-    The teacher is held outside the module's registered children: it is never in
+    ``teacher`` is a teacher config (``{"_target_": ..., ...}``, saved in the checkpoint,
+    so ``load_from_checkpoint`` rebuilds the run) or a built :class:`Teacher`. The
+    teacher is held outside the module's registered children: it is never in
     ``parameters()`` (so never in the optimizer), never in the checkpoint, and never
-    switched to train mode by Lightning, so its BatchNorm statistics cannot move.
+    switched to train mode by Lightning. A checkpoint records the teacher's fingerprint;
+    resuming it with another teacher is an error.
     """
 
-    def __init__(self, teacher_ckpt: str, kd: dict | None = None, **student):
+    def __init__(self, teacher: dict | Teacher, kd: dict | None = None, **student):
         super().__init__(**student)
+        if not isinstance(teacher, Teacher):
+            teacher = build_teacher(_plain(teacher))
         kd = dict(_plain(kd) or {})
-        self.kd_loss = DistillationLoss(**kd)
-        teacher = load_recognizer(teacher_ckpt)
-        self.set_teacher(teacher.net, teacher.charset, teacher.preprocess_cfg, teacher_ckpt)
+        self.hparams.update({"teacher": teacher.config, "kd": kd})
+        self._teacher_holder = [teacher]  # a list keeps it out of the registered children
+        if teacher.charset.chars != self.charset.chars:
+            raise ValueError(
+                f"teacher charset ({teacher.source}: {teacher.charset.name}, "
+                f"{len(teacher.charset)} chars) differs from the student's ({self.charset.name}, "
+                f"{len(self.charset)} chars): distill with the teacher's charset"
+            )
+        teacher.check_student_input(self.preprocess_cfg)
+        s_channels = self.net.backbone.out_channels
+        self.loss = DistillationLoss(**kd, feat_channels=(s_channels, teacher.feat_channels))
+        self._check_frames()
         self._teacher_metrics = RecognitionMetrics(self.protocol)
         self._agree = torch.zeros(2, dtype=torch.float64)
 
     @property
-    def teacher(self) -> torch.nn.Module:
+    def teacher(self) -> Teacher:
         return self._teacher_holder[0]
 
-    def set_teacher(self, net, charset, preprocess_cfg, source: str = "teacher") -> None:
-        """Attach a frozen teacher after checking it reads and writes like the student."""
-        if charset.chars != self.charset.chars:
-            raise ValueError(
-                f"teacher charset ({source}: {charset.name}, {len(charset)} chars) differs from "
-                f"the student's ({self.charset.name}, {len(self.charset)} chars): distill with the "
-                "teacher's charset"
-            )
-        if preprocess_cfg != self.preprocess_cfg:
-            diff = {
-                k: (v, getattr(self.preprocess_cfg, k))
-                for k, v in preprocess_cfg.to_dict().items()
-                if getattr(self.preprocess_cfg, k) != v
-            }
-            raise ValueError(
-                "teacher preprocessing differs from the student's data config "
-                f"(field: (teacher, student)): {diff}; set preprocess.* to the teacher's values"
-            )
-        net.requires_grad_(False)
-        net.eval()
-        self._teacher_holder = [net]  # a list keeps it out of the registered children
-        self._teacher_source = source
-        was_training = self.net.training
-        self.net.eval()  # the probe must not touch the student's BatchNorm statistics
-        with torch.no_grad():
-            x = torch.zeros(2, self.preprocess_cfg.channels, self.preprocess_cfg.height, 128)
-            t_logits, t_feat = net(x)
-            s_logits, s_feat = self.net(x)
-        self.net.train(was_training)
-        self.kd_loss.check_alignment(t_logits.shape[1], s_logits.shape[1], " for a 128-pixel line")
-        if self.kd_loss.weights["feat"] and not hasattr(self, "adapter"):
-            # 1x1 conv from the student's feature channels to the teacher's
-            self.adapter = torch.nn.Conv2d(s_feat.shape[1], t_feat.shape[1], 1)
+    def _check_frames(self) -> None:
+        """Frame KL needs equal frame counts: fail at start, naming both, not mid-run."""
+        width = 128
+        self.loss.check_alignment(
+            valid_frames(width, self.teacher.width_per_frame),
+            valid_frames(width, self.net.width_per_frame),
+            f" for a {width}-pixel line",
+        )
+
+    def teacher_outputs(self, batch: dict) -> Outputs:
+        out = self.teacher(batch)
+        check_frames(
+            out.logits.shape[1],
+            batch["images"].shape[-1],
+            self.teacher.width_per_frame,
+            f"teacher {self.teacher.source}",
+        )
+        return out
 
     def on_fit_start(self) -> None:
         self.teacher.to(self.device)
-        self.print(str(self.kd_loss) + f"   (teacher: {self._teacher_source})")
+        self.print(f"{self.loss!r}   (teacher: {self.teacher.source})")
 
     def on_validation_start(self) -> None:
         self.teacher.to(self.device)
-
-    def train(self, mode: bool = True):
-        super().train(mode)
-        if hasattr(self, "_teacher_holder"):
-            self.teacher.eval()  # frozen: BatchNorm and dropout always in inference mode
-        return self
-
-    def _teacher_forward(self, images):
-        with torch.no_grad():
-            logits, feat = self.teacher(images)
-        return {"logits": logits, "feat": feat}
-
-    def _student_forward(self, images):
-        logits, feat = self.net(images)
-        if hasattr(self, "adapter"):
-            feat = self.adapter(feat)
-        return {"logits": logits, "feat": feat}
-
-    def training_step(self, batch, batch_idx):
-        if batch["images"] is None:
-            return None
-        student = self._student_forward(batch["images"])
-        teacher = self._teacher_forward(batch["images"])
-        terms = self.kd_loss(student, teacher, batch)
-        bs = len(batch["labels"])
-        for name, value in terms.items():
-            key = "train/loss" if name == "loss" else f"train/loss_{name}"
-            self.log(key, value, prog_bar=name == "loss", batch_size=bs)
-        self.log("train/skipped", float(batch["skipped"]), reduce_fx="sum", batch_size=bs)
-        return terms["loss"]
 
     def on_validation_epoch_start(self) -> None:
         super().on_validation_epoch_start()
@@ -308,12 +301,13 @@ class DistillationModule(RecognizerModule):
         out = super().validation_step(batch, batch_idx)
         if out is None:
             return None
-        t_logits = self._teacher_forward(batch["images"])["logits"]
-        preds, _ = self.decode(t_logits, batch["widths"])
+        teacher = self.teacher_outputs(batch)
+        preds, _ = self.decode(teacher.logits, teacher.frames, self.teacher.charset)
         self._teacher_metrics.update(preds, batch["labels"])
-        if out["logits"].shape[1] == t_logits.shape[1]:
+        student = out["outputs"]
+        if student.logits.shape[1] == teacher.logits.shape[1]:
             self._agree += argmax_agreement(
-                t_logits, out["logits"], valid_frames(batch["widths"]), self.charset.blank
+                teacher.logits, student.logits, student.frames, self.charset.blank
             )
         return out
 
@@ -326,6 +320,20 @@ class DistillationModule(RecognizerModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["distillation"] = {
-            "teacher_ckpt": self._teacher_source,
-            "loss": repr(self.kd_loss),
+            "teacher": self.teacher.source,
+            "teacher_fingerprint": self.teacher.fingerprint,
+            "loss": repr(self.loss),
         }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Resuming (or reloading) a run with another teacher would silently mix two
+        teachers' targets in one student: refuse it."""
+        saved = checkpoint.get("distillation") or {}
+        fingerprint = saved.get("teacher_fingerprint")
+        if fingerprint and fingerprint != self.teacher.fingerprint:
+            raise ValueError(
+                f"this checkpoint was distilled from teacher {saved.get('teacher')} "
+                f"(fingerprint {fingerprint}), but the teacher now is {self.teacher.source} "
+                f"(fingerprint {self.teacher.fingerprint}): resume with the same teacher, "
+                "or start a new run (another hydra.run.dir)"
+            )

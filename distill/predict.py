@@ -27,8 +27,10 @@ from distill.ctc import greedy_decode, softmax
 from distill.labelfile import read_label_file
 from distill.metrics import PROTOCOLS, RecognitionMetrics
 from distill.preprocess import (
+    WIDTH_PER_FRAME,
     ImageError,
     PreprocessConfig,
+    check_frames,
     decode_image,
     pad_batch,
     preprocess,
@@ -80,18 +82,24 @@ class Recognizer:
                 std=float(meta["std"]),
             )
             self.blank = int(meta["blank_index"])
+            self.width_per_frame = int(meta.get("width_per_frame", WIDTH_PER_FRAME))
         except KeyError as e:
             raise ValueError(
                 f"{self.path}: metadata prop {e.args[0]!r} missing; export the model with export.py"
             ) from None
+        # models exported before the ``widths`` input read padded columns (batch-dependent)
+        self.takes_widths = "widths" in {i.name for i in self.session.get_inputs()}
         self.name = meta.get("model_name", self.path.stem)
         self.metadata = dict(meta)
         self.batch_size = batch_size
 
     def _run(self, arrays: list[np.ndarray]) -> list[Result]:
-        batch, widths = pad_batch(arrays)
-        logits = self.session.run(None, {"image": batch})[0]
-        decoded = greedy_decode(softmax(logits), valid_frames(widths), blank=self.blank)
+        batch, widths = pad_batch(arrays, self.width_per_frame)
+        feed = {"image": batch, "widths": widths} if self.takes_widths else {"image": batch}
+        logits = self.session.run(None, feed)[0]
+        check_frames(logits.shape[1], batch.shape[-1], self.width_per_frame, str(self.path))
+        frames = valid_frames(widths, self.width_per_frame)
+        decoded = greedy_decode(softmax(logits), frames, blank=self.blank)
         return [Result(self.charset.decode(idx), conf) for idx, conf in decoded]
 
     def recognize_arrays(self, arrays: list[np.ndarray]) -> list[Result]:

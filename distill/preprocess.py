@@ -12,7 +12,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-WIDTH_MULTIPLE = 4  # the models downsample width by 4: T = W / 4
+# Our networks emit one CTC frame per 4 pixels of width (T = ceil(W / 4)); a model
+# records its own value (ONNX metadata ``width_per_frame``), which the reader passes here.
+WIDTH_PER_FRAME = 4
 
 
 class ImageError(ValueError):
@@ -31,9 +33,9 @@ class PreprocessConfig:
     def __post_init__(self):
         if self.channels not in (1, 3):
             raise ValueError(f"preprocess.channels must be 1 or 3, got {self.channels}")
-        if self.max_width < self.min_width or self.max_width % WIDTH_MULTIPLE:
+        if self.max_width < self.min_width or self.max_width % WIDTH_PER_FRAME:
             raise ValueError(
-                f"preprocess.max_width must be a multiple of {WIDTH_MULTIPLE} "
+                f"preprocess.max_width must be a multiple of {WIDTH_PER_FRAME} "
                 f">= min_width, got {self.max_width}"
             )
 
@@ -43,7 +45,8 @@ class PreprocessConfig:
     @classmethod
     def from_dict(cls, d: dict | None) -> PreprocessConfig:
         d = dict(d or {})
-        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        # None means "not set": the default (or, when distilling, the teacher's value)
+        known = {k: d[k] for k in cls.__dataclass_fields__ if d.get(k) is not None}
         return cls(**known)
 
 
@@ -111,13 +114,15 @@ def preprocess(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 
-def pad_batch(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Pad (C, H, w) arrays on the right to a common width (multiple of 4).
+def pad_batch(
+    arrays: list[np.ndarray], multiple: int = WIDTH_PER_FRAME
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pad (C, H, w) arrays on the right to a common width (a multiple of ``multiple``).
 
     Returns the (N, C, H, W) batch and each sample's valid width in pixels.
     """
     widths = np.array([a.shape[2] for a in arrays], dtype=np.int64)
-    width = int(-(-widths.max() // WIDTH_MULTIPLE) * WIDTH_MULTIPLE)
+    width = int(-(-widths.max() // multiple) * multiple)
     c, h = arrays[0].shape[:2]
     batch = np.zeros((len(arrays), c, h, width), dtype=np.float32)
     for i, a in enumerate(arrays):
@@ -125,6 +130,25 @@ def pad_batch(arrays: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     return batch, widths
 
 
-def valid_frames(widths):
-    """Number of output frames that see real pixels, per valid width (numpy or torch ints)."""
-    return (widths + WIDTH_MULTIPLE - 1) // WIDTH_MULTIPLE
+def valid_frames(widths, width_per_frame: int = WIDTH_PER_FRAME):
+    """The frames a model emits for lines of these widths: ``ceil(width / width_per_frame)``.
+
+    The one frame-count function: applied to valid widths it gives the frames that see
+    real pixels (losses, decoding, the predictor); applied to a batch width, the frame
+    count T the model must emit (see ``check_frames``). numpy or torch integers.
+    """
+    if hasattr(widths, "div"):  # torch: truncating division exports to one ONNX Div
+        return (widths + width_per_frame - 1).div(width_per_frame, rounding_mode="trunc")
+    return (widths + width_per_frame - 1) // width_per_frame
+
+
+def check_frames(t: int, batch_width: int, width_per_frame: int, who: str = "model") -> None:
+    """Raise when a model's frame count disagrees with ``valid_frames`` (never clamp:
+    a silent clamp would misalign every frame-level target)."""
+    expected = valid_frames(int(batch_width), width_per_frame)
+    if int(t) != expected:
+        raise ValueError(
+            f"{who} emitted {t} frames for a {batch_width}-pixel-wide batch, but "
+            f"width_per_frame={width_per_frame} means {expected}: the model and its "
+            "width_per_frame disagree"
+        )

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import time
 import warnings
 from pathlib import Path
 
@@ -13,7 +11,9 @@ import hydra
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from distill.callbacks import WallClock
 
 log = logging.getLogger(__name__)
 # printed once per run by Lightning's pytree helper with this torch; nothing to act on
@@ -59,38 +59,96 @@ def _log_config(trainer: L.Trainer, cfg: DictConfig) -> None:
         )
 
 
-def build_module(cfg: DictConfig) -> L.LightningModule:
-    """The supervised module, or the distillation module when ``teacher.ckpt`` is set."""
-    teacher_ckpt = (cfg.get("teacher") or {}).get("ckpt")
-    if not teacher_ckpt:
-        return hydra.utils.instantiate(cfg.model, _recursive_=False)
-    if not Path(teacher_ckpt).is_file():
-        raise FileNotFoundError(f"teacher.ckpt not found: {teacher_ckpt}")
+def build_teacher(cfg: DictConfig):
+    """The teacher the config asks for (``teacher.ckpt=PATH``, ...), or None."""
+    from distill.teachers import build_teacher as build
+    from distill.teachers import teacher_requested
+
+    if not teacher_requested(cfg.get("teacher")):
+        return None
+    return build(cfg.teacher)
+
+
+def prepare(cfg: DictConfig):
+    """Fix what the run's config leaves open, in place: the preprocessing (the values the
+    user set, the rest from the teacher, else the built-in defaults) and the precision.
+    Returns the teacher (or None), built once."""
+    from distill.teachers import resolve_preprocess
+
+    teacher = build_teacher(cfg)
+    resolved = resolve_preprocess(OmegaConf.to_container(cfg.preprocess, resolve=True), teacher)
+    with open_dict(cfg):
+        cfg.preprocess = resolved.to_dict()
+    return teacher
+
+
+def make_trainer(trainer_cfg: DictConfig, **kwargs) -> L.Trainer:
+    """The Lightning Trainer of a trainer config, with ``precision: auto`` resolved."""
+    precision = resolve_precision(
+        trainer_cfg.get("precision"), str(trainer_cfg.get("accelerator", "cpu"))
+    )
+    return hydra.utils.instantiate(trainer_cfg, precision=precision, **kwargs)
+
+
+def build_module(cfg: DictConfig, teacher=None) -> L.LightningModule:
+    """The supervised module, or the distillation module when a teacher is set. The
+    data config rides along in the checkpoint."""
+    if teacher is None:
+        teacher = prepare(cfg)
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    if teacher is None:
+        return hydra.utils.instantiate(cfg.model, data=data, _recursive_=False)
     from distill.module import DistillationModule
 
     student = OmegaConf.to_container(cfg.model, resolve=True)
     student.pop("_target_", None)
     kd = OmegaConf.to_container(cfg.kd, resolve=True) if cfg.get("kd") else {}
-    return DistillationModule(teacher_ckpt=str(teacher_ckpt), kd=kd, **student)
+    return DistillationModule(teacher=teacher, kd=kd, data=data, **student)
+
+
+def native_bf16(accelerator: str) -> bool:
+    """bf16 autocast pays only where the hardware computes in bf16: a GPU that supports
+    it, or a CPU with avx512_bf16 or AMX (elsewhere it is emulated, about 2x slower)."""
+    import torch
+
+    if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+
+
+def resolve_precision(precision, accelerator: str = "cpu"):
+    """``auto`` -> ``bf16-mixed`` on hardware with native bf16, else ``32-true``; any
+    other value is the user's choice and is kept."""
+    if str(precision) != "auto":
+        return precision
+    chosen = "bf16-mixed" if native_bf16(str(accelerator)) else "32-true"
+    why = "native bf16" if chosen == "bf16-mixed" else "no native bf16 on this machine"
+    log.info("precision=auto: %s (%s; set trainer.precision to force)", chosen, why)
+    return chosen
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit a model (optionally resuming), then test the best checkpoint. Returns metrics."""
     L.seed_everything(cfg.seed, workers=True)
+    teacher = prepare(cfg)
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-    model = build_module(cfg)
-    callbacks = _instantiate_group(cfg.get("callbacks"))
+    model = build_module(cfg, teacher)
+    clock = WallClock()
+    callbacks = [*_instantiate_group(cfg.get("callbacks")), clock]
     loggers = _instantiate_group(cfg.get("logger"))
     if not loggers:  # nothing to write the learning rate to
         callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
-    trainer: L.Trainer = hydra.utils.instantiate(cfg.trainer, callbacks=callbacks, logger=loggers)
+    trainer = make_trainer(cfg.trainer, callbacks=callbacks, logger=loggers)
     if loggers:
         _log_config(trainer, cfg)
     n_params = sum(p.numel() for p in model.net.parameters())
     log.info("model: %s backbone, %.2fM parameters", cfg.model.net.backbone, n_params / 1e6)
 
     metrics: dict[str, float] = {}
-    start = time.time()
     if cfg.get("train", True):
         ckpt = resolve_ckpt_path(cfg.get("ckpt_path"), cfg.paths.output_dir)
         trainer.fit(model, datamodule=datamodule, ckpt_path=ckpt)
@@ -105,7 +163,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "best_val_acc": _best_score(trainer),
             "best_checkpoint": best,
             "steps": trainer.global_step,
-            "wall_time_s": round(time.time() - start, 1),
+            "wall_time_s": round(clock.elapsed, 1),  # every resumed part of the run
             "params": n_params,
             "distilled_from": (cfg.get("teacher") or {}).get("ckpt"),
         }
@@ -119,9 +177,11 @@ def _best_score(trainer: L.Trainer) -> float | None:
     return float(score) if score is not None else None
 
 
-@rank_zero_only
 def _report(trainer: L.Trainer, summary: dict, cfg: DictConfig) -> None:
-    """Tell the user what came out and where it is; keep it in <run>/metrics.json."""
+    """Tell the user what came out and where it is; keep it in <run>/metrics.json
+    (written once per job, by the global rank 0)."""
+    if not trainer.is_global_zero:
+        return
     out = Path(cfg.paths.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "metrics.json").write_text(json.dumps(summary, indent=2) + "\n")
@@ -145,7 +205,9 @@ def _report(trainer: L.Trainer, summary: dict, cfg: DictConfig) -> None:
 
 
 def evaluate(cfg: DictConfig) -> dict[str, dict]:
-    """Score a checkpoint on each ``data.test`` set; returns {set name: metrics}."""
+    """Score a checkpoint on each ``data.test`` set; returns {set name: metrics}. The
+    global rank 0 prints them as JSON and keeps them, with the checkpoint, dev set and
+    protocol they were computed for, in ``<output dir>/eval.json``."""
     from distill.module import load_recognizer
 
     ckpt = resolve_ckpt_path(cfg.ckpt_path, cfg.paths.output_dir)
@@ -163,13 +225,31 @@ def evaluate(cfg: DictConfig) -> dict[str, dict]:
         val=None,
         _convert_="all",
     )
-    trainer: L.Trainer = hydra.utils.instantiate(
-        cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False
-    )
+    trainer = make_trainer(cfg.trainer, logger=False, callbacks=[], enable_checkpointing=False)
     trainer.test(model, datamodule=datamodule, verbose=False)
+    if trainer.is_global_zero:
+        kept = {
+            "ckpt_path": str(cfg.ckpt_path),
+            "ckpt": file_identity(ckpt),
+            "test": [file_identity(p) for p in cfg.data.test],
+            "protocol": model.protocol,
+            "results": model.test_results,
+        }
+        out = Path(cfg.paths.output_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "eval.json").write_text(json.dumps(kept, indent=2) + "\n")
+        print(json.dumps(model.test_results, indent=2))
     return model.test_results
 
 
-def print_json(obj) -> None:
-    if int(os.environ.get("LOCAL_RANK", 0)) == 0:
-        print(json.dumps(obj, indent=2))
+def file_identity(path) -> dict:
+    """What a cached result was computed from: the path, and the file's (or, for a
+    folder such as an LMDB, its files') size and modification time."""
+    p = Path(str(path))
+    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    stats = [f.stat() for f in files if f.exists()]
+    return {
+        "path": str(p.resolve()),
+        "size": sum(s.st_size for s in stats),
+        "mtime": max((round(s.st_mtime, 3) for s in stats), default=None),
+    }

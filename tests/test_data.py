@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from distill.charset import Charset
-from distill.data.augment import Augmenter
+from distill.data.augment import TRANSFORMS, Augmenter
 from distill.data.collate import BucketBatchSampler, Collator
 from distill.data.datasets import (
     EmptyDatasetError,
@@ -68,7 +68,7 @@ def test_text_source_patterns_and_words():
 
 def test_synth_speed_is_reported_per_worker_not_asserted():
     # speed lives in benchmarks/bench_train.py; here only that rendering yields images
-    ds = SynthDataset(Charset.resolve("ascii"), PRE, size=4, seed=0, augment=Augmenter())
+    ds = SynthDataset(Charset.resolve("ascii"), PRE, size=4, seed=0, augment=synth_augmenter())
     x = ds[0]["image"]
     assert x.dtype == np.float32 and x.shape[:2] == (1, 32) and x.shape[2] <= 256
 
@@ -76,20 +76,22 @@ def test_synth_speed_is_reported_per_worker_not_asserted():
 # ------------------------------------------------------------------ augment
 
 
-ALL_AUGS = [
-    "gaussian_blur",
-    "motion_blur",
-    "salt_pepper",
-    "perspective",
-    "brightness_contrast",
-    "jpeg",
-    "rotate",
-]
+ALL_AUGS = list(TRANSFORMS)
+
+
+def synth_augmenter() -> Augmenter:
+    """The augmentation training on synthetic lines uses (conf/data/synth.yaml)."""
+    import yaml
+
+    from .conftest import ROOT
+
+    return Augmenter(**yaml.safe_load((ROOT / "conf/data/synth.yaml").read_text())["augment"])
 
 
 def test_augmenter_shapes_and_config():
     img = np.full((32, 100, 3), 200, np.uint8)
-    out = Augmenter()(img)
+    assert Augmenter().probs == dict.fromkeys(ALL_AUGS, 0.0)  # nothing named: nothing on
+    out = synth_augmenter()(img)
     # warps may grow the canvas (fit_output) but never shrink it much
     assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == 3
     assert 28 <= out.shape[0] <= 48 and 90 <= out.shape[1] <= 120

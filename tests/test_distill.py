@@ -7,7 +7,6 @@ import hydra
 import lightning as L
 import pytest
 import torch
-from torch import nn
 
 from distill.losses import (
     DistillationLoss,
@@ -17,7 +16,9 @@ from distill.losses import (
     resample_time,
 )
 from distill.module import DistillationModule, argmax_agreement, load_recognizer
-from distill.training import build_module, train
+from distill.preprocess import valid_frames
+from distill.teachers import CheckpointTeacher, Outputs, Teacher
+from distill.training import build_module, make_trainer, train
 
 from .conftest import TINY, TINY_STUDENT, TINY_SYNTH, compose_cfg
 
@@ -63,7 +64,7 @@ def test_feature_mse_hand_computed():
     assert masked_feature_mse(s, t, torch.tensor([2])).item() == pytest.approx(3.5)
 
 
-def test_mean_mode_and_resampling():
+def test_mean_mode():
     t = torch.randn(2, 8, 5)
     s = torch.randn(2, 4, 5)
     value = mean_kl(t, s, torch.tensor([8, 6]), torch.tensor([4, 3]), tau=2.0)
@@ -71,8 +72,29 @@ def test_mean_mode_and_resampling():
     assert mean_kl(t, t, torch.tensor([8, 8]), torch.tensor([8, 8]), 2.0).item() == pytest.approx(
         0, abs=1e-6
     )
-    r = resample_time(t, 4)
-    assert r.shape == (2, 4, 5) and torch.allclose(r.exp().sum(-1), torch.ones(2, 4))
+
+
+def test_resampling_hand_computed_per_sample():
+    """3 valid teacher frames onto 6 student frames: destination frame j reads source
+    position (j + 0.5) * 3 / 6 - 0.5, clamped to the valid frames."""
+    eye = torch.eye(4)  # one-hot distributions over 4 classes
+    p = torch.stack([torch.stack([eye[0], eye[1], eye[2], eye[3]])] * 2)  # [2, 4 frames, 4]
+    logits = p.clamp_min(1e-12).log()
+    # sample 0: 3 valid of 4 frames -> 6 frames; sample 1: 2 valid -> 3 frames
+    out = resample_time(logits, torch.tensor([3, 2]), torch.tensor([6, 3]), 6).exp()
+    expected0 = [
+        eye[0],  # position -0.25 -> clamped to 0
+        0.75 * eye[0] + 0.25 * eye[1],  # 0.25
+        0.25 * eye[0] + 0.75 * eye[1],  # 0.75
+        0.75 * eye[1] + 0.25 * eye[2],  # 1.25
+        0.25 * eye[1] + 0.75 * eye[2],  # 1.75
+        eye[2],  # 2.25 -> clamped to the last valid frame (never the padded 4th)
+    ]
+    # sample 1: (j + 0.5) * 2 / 3 - 0.5 = -1/6, 1/2, 7/6 -> clamp: 0, 0.5, 1
+    expected1 = [eye[0], 0.5 * eye[0] + 0.5 * eye[1], eye[1]]
+    assert torch.allclose(out[0], torch.stack(expected0), atol=1e-6)
+    assert torch.allclose(out[1, :3], torch.stack(expected1), atol=1e-6)
+    assert torch.allclose(out.sum(-1), torch.ones(2, 6), atol=1e-5)
 
 
 def test_argmax_agreement_counts_teacher_character_frames_only():
@@ -86,12 +108,16 @@ def test_argmax_agreement_counts_teacher_character_frames_only():
 
 
 def test_formula_repr():
-    assert repr(DistillationLoss(1.0, 1.0, 0.01, 2.0)) == "loss = 1*ctc + 1*kl(tau=2) + 0.01*feat"
+    loss = DistillationLoss(1.0, 1.0, 0.01, 2.0, feat_channels=(4, 8))
+    assert repr(loss) == "loss = 1*ctc + 1*kl(tau=2) + 0.01*feat"
+    assert loss.terms["feat"].adapter.out_channels == 8  # the adapter is the term's own
     assert repr(DistillationLoss(1.0, 0.5, 0.0, 4, mode="mean")) == (
         "loss = 1*ctc + 0.5*kl(tau=4, mean)"
     )
     with pytest.raises(ValueError, match="kd.mode"):
-        DistillationLoss(mode="avg")
+        DistillationLoss(mode="avg", w_feat=0)
+    with pytest.raises(ValueError, match="feature map"):
+        DistillationLoss(w_feat=0.1, feat_channels=(4, None))
 
 
 def _batch(width, valid, labels=((1, 2, 3), (4, 4))):
@@ -110,16 +136,15 @@ def _batch(width, valid, labels=((1, 2, 3), (4, 4))):
 def test_padding_invariance_of_every_term():
     """Extra padded columns (garbage logits and features there) change no loss term."""
     g = torch.Generator().manual_seed(1)
-    loss = DistillationLoss(w_ctc=1.0, w_kl=1.0, w_feat=0.5, tau=2.0)
+    loss = DistillationLoss(w_ctc=1.0, w_kl=1.0, w_feat=0.5, tau=2.0, feat_channels=(4, 4))
     t_valid = 10  # frames of the widest sample (40 px)
-    s = {
-        "logits": torch.randn(2, t_valid, 6, generator=g),
-        "feat": torch.randn(2, 4, 1, t_valid, generator=g),
-    }
-    t = {
-        "logits": torch.randn(2, t_valid, 6, generator=g),
-        "feat": torch.randn(2, 4, 1, t_valid, generator=g),
-    }
+    frames = valid_frames(torch.tensor([40, 28]))
+    s = Outputs(
+        torch.randn(2, t_valid, 6, generator=g), frames, torch.randn(2, 4, 1, t_valid, generator=g)
+    )
+    t = Outputs(
+        torch.randn(2, t_valid, 6, generator=g), frames, torch.randn(2, 4, 1, t_valid, generator=g)
+    )
     base = loss(s, t, _batch(40, [40, 28]))
     pad = 6  # 24 more pixels of padding -> 6 more frames of garbage
 
@@ -127,8 +152,8 @@ def test_padding_invariance_of_every_term():
         extra = 50 * torch.randn(*x.shape[:dim], pad, *x.shape[dim + 1 :], generator=g)
         return torch.cat([x, extra], dim)
 
-    s2 = {"logits": grow(s["logits"], 1), "feat": grow(s["feat"], 3)}
-    t2 = {"logits": grow(t["logits"], 1), "feat": grow(t["feat"], 3)}
+    s2 = Outputs(grow(s.logits, 1), frames, grow(s.feat, 3))
+    t2 = Outputs(grow(t.logits, 1), frames, grow(t.feat, 3))
     padded = loss(s2, t2, _batch(64, [40, 28]))
     for k in ("ctc", "kl", "feat", "loss"):
         assert padded[k].item() == pytest.approx(base[k].item(), rel=1e-5), k
@@ -166,7 +191,7 @@ def _distill_cfg(teacher_ckpt, out, *extra):
             *TINY,
             *TINY_SYNTH,
             *TINY_STUDENT,
-            f"teacher.ckpt={teacher_ckpt}",
+            f"teacher.ckpt={teacher_ckpt}" if teacher_ckpt else "teacher.ckpt=null",
             "trainer.max_steps=4",
             "trainer.val_check_interval=2",
             "test=false",
@@ -181,42 +206,96 @@ def test_teacher_stays_frozen_and_out_of_checkpoint(teacher_ckpt, tmp_path):
     L.seed_everything(0)
     model = build_module(cfg)
     assert isinstance(model, DistillationModule)
-    before = {k: v.clone() for k, v in model.teacher.state_dict().items()}
+    assert isinstance(model.teacher, CheckpointTeacher)
+    teacher_net = model.teacher.net
+    before = {k: v.clone() for k, v in teacher_net.state_dict().items()}
     assert any("running_mean" in k for k in before)
-    teacher_params = {id(p) for p in model.teacher.parameters()}
+    teacher_params = {id(p) for p in teacher_net.parameters()}
     assert not teacher_params & {id(p) for p in model.parameters()}
 
     dm = hydra.utils.instantiate(cfg.data, _convert_="all")
     cbs = [hydra.utils.instantiate(c) for c in cfg.callbacks.values() if "_target_" in c]
-    trainer = hydra.utils.instantiate(cfg.trainer, callbacks=cbs, logger=False)
+    trainer = make_trainer(cfg.trainer, callbacks=cbs, logger=False)
     trainer.fit(model, datamodule=dm)
     assert trainer.global_step == 4
 
     opt_params = {id(p) for g in trainer.optimizers[0].param_groups for p in g["params"]}
     assert not opt_params & teacher_params
-    assert not model.teacher.training
-    for k, v in model.teacher.state_dict().items():
+    assert not teacher_net.training
+    for k, v in teacher_net.state_dict().items():
         assert torch.equal(v, before[k]), f"teacher {k} changed"
 
-    ckpt = torch.load(
-        tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
-    )
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
     assert not any("teacher" in k for k in ckpt["state_dict"])
-    assert any(k.startswith("adapter.") for k in ckpt["state_dict"])
-    assert ckpt["distillation"]["teacher_ckpt"] == str(teacher_ckpt)
+    assert any(k.startswith("loss.terms.feat.adapter.") for k in ckpt["state_dict"])
+    assert ckpt["distillation"]["teacher"] == str(teacher_ckpt)
+    assert ckpt["distillation"]["teacher_fingerprint"] == model.teacher.fingerprint
     # the student alone comes back out of a distillation checkpoint
-    student = load_recognizer(tmp_path / "checkpoints" / "last.ckpt")
+    student = load_recognizer(last)
     assert sum(p.numel() for p in student.parameters()) < 0.1 * sum(
         before[k].numel() for k in before
     )
+    # ... and the whole distillation module, teacher included, with load_from_checkpoint
+    again = DistillationModule.load_from_checkpoint(last)
+    assert again.teacher.fingerprint == model.teacher.fingerprint
+    assert repr(again.loss) == repr(model.loss)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, again.state_dict()[k]), k
 
     # resume from last: continues the distillation run
     cfg = _distill_cfg(teacher_ckpt, tmp_path, "trainer.max_steps=6", "ckpt_path=last")
     train(cfg)
-    ckpt = torch.load(
-        tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False
-    )
+    ckpt = torch.load(last, map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 6
+
+
+def test_resume_with_another_teacher_is_refused(teacher_ckpt, tmp_path):
+    cfg = _distill_cfg(teacher_ckpt, tmp_path, "trainer.max_steps=2")
+    train(cfg)
+    other = torch.load(teacher_ckpt, map_location="cpu", weights_only=False)
+    key = next(k for k in other["state_dict"] if k.endswith("head.weight"))
+    other["state_dict"][key] = other["state_dict"][key] + 0.01  # a different teacher
+    torch.save(other, tmp_path / "other.ckpt")
+    resume = _distill_cfg(
+        tmp_path / "other.ckpt", tmp_path, "trainer.max_steps=4", "ckpt_path=last"
+    )
+    with pytest.raises(ValueError, match="distilled from teacher .* resume with the same teacher"):
+        train(resume)
+    with pytest.raises(ValueError, match="fingerprint"):
+        DistillationModule.load_from_checkpoint(
+            tmp_path / "checkpoints" / "last.ckpt",
+            teacher={
+                "_target_": "distill.teachers.CheckpointTeacher",
+                "ckpt": str(tmp_path / "other.ckpt"),
+            },
+        )
+
+
+def test_unreadable_batch_gives_a_zero_loss_tied_to_every_parameter(teacher_ckpt, tmp_path):
+    """Under DDP every rank must join the gradient all-reduce, even with nothing to read."""
+    for model in (
+        build_module(_distill_cfg(teacher_ckpt, tmp_path)),
+        build_module(_distill_cfg(None, tmp_path)),
+    ):
+        loss = model.training_step({"images": None, "skipped": 8}, 0)
+        assert loss.item() == 0.0 and loss.requires_grad
+        loss.backward()
+        grads = [p.grad for p in model.parameters() if p.requires_grad]
+        assert grads and all(g is not None and not g.any() for g in grads)
+
+
+def test_skipped_counts_too_long_labels_in_both_modes(teacher_ckpt, tmp_path):
+    logged = {}
+    for name, ckpt in (("kd", teacher_ckpt), ("baseline", None)):
+        model = build_module(_distill_cfg(ckpt, tmp_path))
+        model.log = lambda key, value, name=name, **kw: logged.setdefault(name, {}).__setitem__(
+            key, value
+        )
+        batch = _batch(8, [8, 8], labels=((1, 2, 3), (4, 4)))  # 2 frames: both too long
+        batch["labels"], batch["skipped"] = ["123", "44"], 1
+        model.training_step(batch, 0)
+    assert logged["kd"]["train/skipped"] == logged["baseline"]["train/skipped"] == 3.0
 
 
 def test_fast_dev_run_logs_every_term(teacher_ckpt, tmp_path):
@@ -238,37 +317,69 @@ def test_fast_dev_run_logs_every_term(teacher_ckpt, tmp_path):
     )
 
 
-class HalfTime(nn.Module):
-    """A teacher whose T is half the student's (like a W/8 backbone)."""
+class HalfRateTeacher(Teacher):
+    """A teacher with one frame per 8 pixels (like a W/8 backbone), built on a real one."""
 
-    def __init__(self, net):
-        super().__init__()
-        self.net = net
+    def __init__(self, inner: CheckpointTeacher):
+        self.inner = inner
+        self.charset, self.preprocess = inner.charset, inner.preprocess
+        self.width_per_frame, self.feat_channels = 8, inner.feat_channels
+        self.fingerprint, self.source, self.config = "half", "half-rate", {}
 
-    def forward(self, x):
-        logits, feat = self.net(x)
-        return logits[:, ::2], feat[..., ::2]
+    def __call__(self, batch):
+        out = self.inner(batch)
+        frames = valid_frames(batch["widths"], 8)
+        return Outputs(out.logits[:, ::2], frames, out.feat[..., ::2])
+
+
+def _student_kwargs(cfg):
+    from omegaconf import OmegaConf
+
+    student = OmegaConf.to_container(cfg.model, resolve=True)
+    student.pop("_target_")
+    return student
 
 
 def test_t_mismatch_error_and_alignment_options(teacher_ckpt, tmp_path):
-    model = build_module(_distill_cfg(teacher_ckpt, tmp_path))
-    teacher = load_recognizer(teacher_ckpt)
+    half = HalfRateTeacher(CheckpointTeacher(str(teacher_ckpt)))
+    cfg = _distill_cfg(teacher_ckpt, tmp_path)
+    build_module(cfg)  # resolves the config in place
     with pytest.raises(ValueError, match=r"teacher T=16, student T=32"):
-        model.set_teacher(HalfTime(teacher.net), teacher.charset, teacher.preprocess_cfg)
+        DistillationModule(teacher=half, kd=dict(cfg.kd), **_student_kwargs(cfg))
     for extra in (["kd.align=interpolate"], ["kd.mode=mean"]):
-        model = build_module(_distill_cfg(teacher_ckpt, tmp_path, *extra))
-        model.set_teacher(HalfTime(teacher.net), teacher.charset, teacher.preprocess_cfg)
-        dm = hydra.utils.instantiate(_distill_cfg(teacher_ckpt, tmp_path).data, _convert_="all")
+        cfg = _distill_cfg(teacher_ckpt, tmp_path, *extra)
+        build_module(cfg)
+        model = DistillationModule(teacher=half, kd=dict(cfg.kd), **_student_kwargs(cfg))
+        dm = hydra.utils.instantiate(cfg.data, _convert_="all")
         dm.setup("fit")
         batch = next(iter(dm.train_dataloader()))
         loss = model.training_step(batch, 0)
         assert torch.isfinite(loss) and loss.requires_grad
 
 
+def test_preprocessing_comes_from_the_teacher_unless_set(teacher_ckpt, tmp_path):
+    """The design card's command: `train.py model=student teacher.ckpt=PATH`, no preprocess
+    flags, takes the teacher's preprocessing (this teacher: max_width 128)."""
+    overrides = [o for o in TINY if not o.startswith("preprocess.")]
+    cfg = compose_cfg(
+        "train",
+        ["debug=limit", *overrides, *TINY_SYNTH, *TINY_STUDENT, f"teacher.ckpt={teacher_ckpt}"],
+        tmp_path,
+    )
+    model = build_module(cfg)
+    assert model.preprocess_cfg == model.teacher.preprocess
+    assert model.preprocess_cfg.max_width == 128 and cfg.preprocess.max_width == 128
+    # a width limit the user sets is theirs: it does not change how the teacher sees a line
+    model = build_module(_distill_cfg(teacher_ckpt, tmp_path, "preprocess.max_width=256"))
+    assert model.preprocess_cfg.max_width == 256
+
+
 def test_charset_and_preprocess_mismatch_errors(teacher_ckpt, tmp_path):
     with pytest.raises(ValueError, match=r"teacher charset .* differs"):
         build_module(_distill_cfg(teacher_ckpt, tmp_path, "charset=ascii"))
-    with pytest.raises(ValueError, match=r"max_width': \(128, 256\)"):
-        build_module(_distill_cfg(teacher_ckpt, tmp_path, "preprocess.max_width=256"))
+    with pytest.raises(ValueError, match=r"reads images differently .*'mean': \(0.5, 0.4\)"):
+        build_module(_distill_cfg(teacher_ckpt, tmp_path, "preprocess.mean=0.4"))
+    with pytest.raises(ValueError, match=r"'height': \(32, 48\)"):
+        build_module(_distill_cfg(teacher_ckpt, tmp_path, "preprocess.height=48"))
     with pytest.raises(FileNotFoundError, match="teacher.ckpt not found"):
         build_module(_distill_cfg(tmp_path / "nope.ckpt", tmp_path))

@@ -3,7 +3,6 @@
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 import kd_report  # noqa: E402
 
+from distill.training import file_identity  # noqa: E402
 
-def fake_run(run: Path, synth_acc: float, dev_acc: float, curve: list[float]) -> None:
+
+def fake_run(run: Path, synth_acc: float, dev_acc: float, curve: list[float], devset: Path):
     """A finished run as train.py and eval.py leave it (checkpoint, metrics, eval, events)."""
     from torch.utils.tensorboard import SummaryWriter
 
@@ -32,18 +33,23 @@ def fake_run(run: Path, synth_acc: float, dev_acc: float, curve: list[float]) ->
     ev = run / "eval_dev"
     ev.mkdir()
     result = {"n": 4, "acc": dev_acc, "cer": 1 - dev_acc, "ned": dev_acc, "acc_nospace": dev_acc}
-    (ev / "eval.json").write_text(json.dumps({"results": {"dev": result}}))
-    later = time.time() + 5  # newer than the checkpoint: reused, eval.py is not run
-    os.utime(ev / "eval.json", (later, later))
+    # what eval.py keeps: the evaluation of this checkpoint, dev set and protocol
+    kept = {
+        "ckpt": file_identity(run / "checkpoints" / "last.ckpt"),
+        "test": [file_identity(devset)],
+        "protocol": "scene",
+        "results": {"dev": result},
+    }
+    (ev / "eval.json").write_text(json.dumps(kept))
 
 
 def test_report_table_targets_and_curves(tmp_path, monkeypatch):
     devset = tmp_path / "dev" / "labels.tsv"
     devset.parent.mkdir()
     devset.write_text("a.png\tA\n")
-    fake_run(tmp_path / "t", 0.70, 0.30, [0.5, 0.7])
-    fake_run(tmp_path / "kd", 0.69, 0.25, [0.4, 0.69])
-    fake_run(tmp_path / "b", 0.60, 0.24, [0.2, 0.6])
+    fake_run(tmp_path / "t", 0.70, 0.30, [0.5, 0.7], devset)
+    fake_run(tmp_path / "kd", 0.69, 0.25, [0.4, 0.69], devset)
+    fake_run(tmp_path / "b", 0.60, 0.24, [0.2, 0.6], devset)
     monkeypatch.setattr(kd_report, "RESULTS", tmp_path / "results")
     argv = ["--teacher", str(tmp_path / "t"), "--kd", str(tmp_path / "kd")]
     argv += ["--baseline", str(tmp_path / "b"), "--devset", str(devset), "--name", "x"]
@@ -69,3 +75,33 @@ def test_unfinished_run_is_named(tmp_path):
     devset.write_text("a.png\tA\n")
     with pytest.raises(FileNotFoundError, match="metrics.json"):
         kd_report.summarize("kd", tmp_path / "missing", devset, "scene")
+
+
+def test_cached_evaluation_is_reused_only_for_the_same_ckpt_devset_and_protocol(tmp_path):
+    devset = tmp_path / "dev" / "labels.tsv"
+    devset.parent.mkdir()
+    devset.write_text("a.png\tA\n")
+    run = tmp_path / "kd"
+    fake_run(run, 0.5, 0.5, [0.5], devset)
+    ckpt, kept = run / "checkpoints" / "last.ckpt", run / "eval_dev" / "eval.json"
+    assert kd_report.cached_eval_matches(kept, ckpt, devset, "scene")
+    assert not kd_report.cached_eval_matches(kept, ckpt, devset, "exact")
+
+    other = tmp_path / "other" / "labels.tsv"
+    other.parent.mkdir()
+    other.write_text("a.png\tA\n")
+    assert not kd_report.cached_eval_matches(kept, ckpt, other, "scene")
+
+    devset.write_text("a.png\tA\nb.png\tB\n")  # the dev set changed
+    assert not kd_report.cached_eval_matches(kept, ckpt, devset, "scene")
+    fake_run(tmp_path / "kd2", 0.5, 0.5, [0.5], devset)
+    ckpt2, kept2 = (
+        tmp_path / "kd2" / "checkpoints" / "last.ckpt",
+        tmp_path / "kd2" / "eval_dev" / "eval.json",
+    )
+    assert kd_report.cached_eval_matches(kept2, ckpt2, devset, "scene")
+    ckpt2.write_bytes(b"retrained")  # training went on: the old evaluation is stale
+    assert not kd_report.cached_eval_matches(kept2, ckpt2, devset, "scene")
+    old = ckpt2.stat()
+    os.utime(ckpt2, (old.st_atime, old.st_mtime + 10))
+    assert not kd_report.cached_eval_matches(kept2, ckpt2, devset, "scene")

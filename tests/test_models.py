@@ -34,3 +34,49 @@ def test_rgb_input_and_narrow_conv5():
 def test_unknown_backbone():
     with pytest.raises(ValueError, match="unknown backbone"):
         build_model(5, backbone="vgg")
+
+
+def _with_random_statistics(model):
+    """Non-trivial BatchNorm statistics, as after training (fresh ones hide leaks)."""
+    g = torch.Generator().manual_seed(0)
+    for m in model.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) * 2 - 1)
+            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
+            m.bias.data.copy_(torch.rand(m.bias.shape, generator=g) * 2 - 1)
+    return model.eval()
+
+
+@pytest.mark.parametrize("net", [TEACHER, {**STUDENT, "layers": 2}], ids=["teacher", "student"])
+def test_a_line_reads_the_same_alone_and_beside_a_wider_one(net):
+    """Padding must not reach the valid frames: not through the convolutions' receptive
+    fields, not through the backward LSTM."""
+    torch.manual_seed(0)
+    model = _with_random_statistics(build_model(11, **net))
+    line = torch.randn(1, 1, 32, 102)  # not a multiple of 4 on purpose
+    wide = torch.randn(1, 1, 32, 306)  # three times wider
+    batch = torch.zeros(2, 1, 32, 308)
+    batch[0, :, :, :102], batch[1, :, :, :306] = line[0], wide[0]
+    frames = 26  # ceil(102 / 4)
+    with torch.no_grad():
+        alone, _ = model(line, torch.tensor([102]))
+        beside, _ = model(batch, torch.tensor([102, 306]))
+        unmasked, _ = model(batch)  # without valid widths, padding leaks (the old behaviour)
+    assert alone.shape[1] == frames and beside.shape[1] == 77
+    assert (alone[0] - beside[0, :frames]).abs().max() < 1e-4
+    assert (alone[0] - unmasked[0, :frames]).abs().max() > 1e-3  # the check can fail
+    # a line alone needs no widths: every column is valid
+    with torch.no_grad():
+        assert torch.equal(model(line)[0], alone)
+
+
+def test_frame_count_mismatch_raises_instead_of_clamping():
+    from distill.preprocess import check_frames, valid_frames
+
+    assert valid_frames(102) == 26 and valid_frames(102, 8) == 13
+    check_frames(26, 104, 4)
+    with pytest.raises(ValueError, match="emitted 13 frames .* means 26"):
+        check_frames(13, 104, 4, "teacher")
+    model = build_model(11, **STUDENT).eval()
+    with pytest.raises(ValueError, match="do not fit"):
+        model(torch.randn(1, 1, 32, 64), torch.tensor([100]))

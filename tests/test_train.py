@@ -7,12 +7,11 @@ import sys
 from pathlib import Path
 
 import hydra
-import lightning as L
 import pytest
 import torch
 
 from distill.module import RecognizerModule
-from distill.training import evaluate, train
+from distill.training import build_module, evaluate, make_trainer, train
 
 from .conftest import ROOT, TINY, TINY_STUDENT, TINY_SYNTH, compose_cfg
 
@@ -39,21 +38,75 @@ def test_every_data_config_instantiates(data, tmp_path):
     assert batch["images"].shape[:3] == (batch["images"].shape[0], 1, 32)
 
 
-@pytest.mark.parametrize("model", group_options("model"))
+MODELS = [m for m in group_options("model") if not m.endswith("_base")]
+
+
+@pytest.mark.parametrize("model", MODELS)
 def test_every_model_config_instantiates(model, tmp_path):
     cfg = compose_cfg("train", [f"model={model}"], tmp_path)
-    module = hydra.utils.instantiate(cfg.model, _recursive_=False)
+    module = build_module(cfg)
     logits, _ = module(torch.randn(2, 1, 32, 64))
     assert logits.shape == (2, 16, 96)
 
 
+def test_model_configs_are_named_by_architecture_over_a_shared_base(tmp_path):
+    nets = {
+        m: compose_cfg("train", [f"model={m}"], tmp_path).model.net
+        for m in ("resnet34_crnn", "shufflenet_crnn", "teacher", "student")
+    }
+    assert nets["teacher"] == nets["resnet34_crnn"] and nets["student"] == nets["shufflenet_crnn"]
+    assert nets["resnet34_crnn"].dropout == 0.1
+    assert nets["shufflenet_crnn"].dropout == 0.0  # not inherited from the teacher
+    with pytest.raises(Exception, match="backbone is not set"):
+        build_module(compose_cfg("train", ["model=crnn_base"], tmp_path))
+
+
+def _ascii_teacher(path: Path) -> Path:
+    """A ResNet34-CRNN checkpoint with the English experiments' charset and preprocessing."""
+    module = RecognizerModule(
+        net={"backbone": "resnet34", "hidden": 32, "layers": 1},
+        charset="ascii",
+        preprocess={"max_width": 256},
+    )
+    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
+    return path
+
+
+@pytest.mark.parametrize("experiment", group_options("experiment"))
+def test_every_experiment_builds_the_module_it_trains(experiment, tmp_path):
+    """An experiment composes into the very module train() fits: a distillation
+    experiment into a DistillationModule with its teacher, the others into the model
+    they name, with the experiment's network and preprocessing."""
+    from distill.module import DistillationModule
+
+    cfg = compose_cfg("train", [f"experiment={experiment}"], tmp_path)
+    wants_teacher = bool(cfg.teacher.ckpt)
+    if wants_teacher:  # the experiment names its teacher's checkpoint, absent here
+        with pytest.raises(FileNotFoundError, match=r"teacher.ckpt not found: .*last.ckpt"):
+            build_module(cfg)
+    teacher = _ascii_teacher(tmp_path / "teacher.ckpt")
+    runs = [(cfg if not wants_teacher else None, False)]
+    if wants_teacher or experiment == "demo":  # make demo distills experiment=demo too
+        kd = [f"experiment={experiment}", f"teacher.ckpt={teacher}"]
+        runs.append((compose_cfg("train", kd, tmp_path), True))
+    for run_cfg, distilled in runs:
+        if run_cfg is None:
+            continue
+        module = build_module(run_cfg)
+        assert isinstance(module, DistillationModule) == distilled
+        if distilled:
+            assert module.teacher.source == str(teacher)
+            assert repr(module.loss).startswith("loss = 1*ctc + 1*kl(tau=2)")
+        net = dict(module.hparams["net"])
+        for key in ("backbone", "hidden", "layers"):
+            assert net[key] == run_cfg.model.net[key]
+        assert module.preprocess_cfg.max_width == 256 and module.charset.name == "ascii"
+        assert module.hparams["data"]["batch_size"] == 32
+
+
 @pytest.mark.parametrize(
     "group, option",
-    [
-        (g, o)
-        for g in ("trainer", "callbacks", "logger", "debug", "experiment")
-        for o in group_options(g)
-    ],
+    [(g, o) for g in ("trainer", "callbacks", "logger", "debug") for o in group_options(g)],
 )
 def test_every_other_config_instantiates(group, option, tmp_path):
     cfg = compose_cfg("train", [f"{group}={option}"], tmp_path)
@@ -62,7 +115,7 @@ def test_every_other_config_instantiates(group, option, tmp_path):
         if option in ("gpu", "ddp"):  # no GPU here: check it resolves and targets the Trainer
             assert trainer_cfg["accelerator"] == "gpu"
             return
-        hydra.utils.instantiate(cfg.trainer, logger=False)
+        make_trainer(cfg.trainer, logger=False)
     elif group in ("callbacks", "logger"):
         objs = [hydra.utils.instantiate(c) for c in (cfg.get(group) or {}).values()]
         assert option == "none" or objs
@@ -78,43 +131,14 @@ def test_fast_dev_run(model, tmp_path):
     assert "val/acc" in metrics and torch.isfinite(torch.tensor(metrics["train/loss"]))
 
 
-def test_overfit_tiny_batch(tmp_path):
+def test_overfit_tiny_batch(memorized_student):
     """Loss must collapse and the predictions on the memorized batch must become right."""
-    cfg = compose_cfg(
-        "train",
-        [
-            "debug=overfit",
-            *TINY,
-            *TINY_SYNTH,
-            *TINY_STUDENT,
-            "data.train.size=8",
-            "data.train.deterministic=true",
-            "trainer.overfit_batches=1",
-            "trainer.max_steps=250",
-            "model.optimizer.lr=3e-3",
-            "model.net.hidden=64",
-            "callbacks=none",
-            "test=false",
-        ],
-        tmp_path,
-    )
-    L.seed_everything(cfg.seed)
-    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-    model = hydra.utils.instantiate(cfg.model, _recursive_=False)
-    datamodule.setup("fit")
-    batch = next(iter(datamodule.train_dataloader()))
-    model.eval()
+    model, batch = memorized_student["model"], memorized_student["batch"]
     with torch.no_grad():
-        loss_before = model._supervised_loss(model(batch["images"])[0], batch)[0].item()
-    model.train()  # Lightning keeps the train/eval mode it is handed
-    trainer = hydra.utils.instantiate(cfg.trainer, logger=False, enable_checkpointing=False)
-    trainer.fit(model, datamodule=datamodule)
-    model.eval()
-    with torch.no_grad():
-        logits, _ = model(batch["images"])
-        loss_after = model._supervised_loss(logits, batch)[0].item()
-    preds, _ = model.decode(logits, batch["widths"])
-    assert loss_after < 0.1 * loss_before
+        student = model.student_outputs(batch)
+        loss_after = model.loss(student, None, batch)["loss"].item()
+    preds, _ = model.decode(student.logits, student.frames)
+    assert loss_after < 0.1 * memorized_student["loss_before"]
     correct = sum(p == t for p, t in zip(preds, batch["labels"]))
     assert correct >= len(preds) - 1, list(zip(preds, batch["labels"]))
 
@@ -144,12 +168,21 @@ def test_resume_from_last_and_eval(tmp_path, label_dir):
     assert ckpt["hyper_parameters"]["charset"] == {"name": "digits", "chars": list("0123456789")}
     assert list((tmp_path / "tensorboard").glob("events.*"))
 
+    first_part = json.loads((tmp_path / "metrics.json").read_text())["wall_time_s"]
+    saved = [v for k, v in ckpt["callbacks"].items() if "WallClock" in k]
+    assert saved and 0 < saved[0]["elapsed_s"] <= first_part + 0.1
+
     # resume: continues from step 6 to 9 instead of starting over
     cfg = compose_cfg(
         "train", [*base, "trainer.max_steps=9", "ckpt_path=last", "test=false"], tmp_path
     )
     train(cfg)
-    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 9
+    resumed = torch.load(last, map_location="cpu", weights_only=False)
+    assert resumed["global_step"] == 9
+    # metrics.json's wall time covers both parts of the run, not the last one alone
+    wall = json.loads((tmp_path / "metrics.json").read_text())["wall_time_s"]
+    second = [v for k, v in resumed["callbacks"].items() if "WallClock" in k][0]["elapsed_s"]
+    assert wall >= saved[0]["elapsed_s"] and wall >= second - 0.1 > saved[0]["elapsed_s"]
 
     # the checkpoint alone rebuilds the recognizer
     module = RecognizerModule.load_from_checkpoint(last, map_location="cpu", weights_only=False)
@@ -163,6 +196,41 @@ def test_resume_from_last_and_eval(tmp_path, label_dir):
     results = evaluate(cfg)
     ((name, r),) = results.items()
     assert r["n"] == 6 and 0.0 <= r["acc"] <= 1.0 and set(r) >= {"acc", "acc_nospace", "cer", "ned"}
+    kept = json.loads((tmp_path / "eval.json").read_text())
+    assert kept["results"] == results and kept["protocol"] == "exact"
+    assert kept["ckpt"]["size"] == last.stat().st_size
+
+
+def test_warmup_cosine_schedule_hand_computed():
+    from distill.module import warmup_cosine
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
+    sched = warmup_cosine(opt, total_steps=100, warmup_ratio=0.1, min_lr_ratio=0.01)
+    lrs = []
+    for _ in range(101):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    # warm-up: 10 steps, (step + 1) / 10 of the base LR
+    assert lrs[0] == pytest.approx(0.2) and lrs[4] == pytest.approx(1.0)
+    assert lrs[9] == pytest.approx(2.0) and lrs[10] == pytest.approx(2.0)
+    # cosine from step 10 to 100: half-way (step 55) is 0.01 + 0.99 * 0.5 of the base LR
+    assert lrs[55] == pytest.approx(2.0 * (0.01 + 0.99 * 0.5))
+    # a third of the way (step 40): 0.01 + 0.99 * 0.5 * (1 + cos(pi / 3)) = 0.7525
+    assert lrs[40] == pytest.approx(2.0 * 0.7525)
+    assert lrs[100] == pytest.approx(2.0 * 0.01)
+
+
+def test_precision_auto_follows_the_hardware(monkeypatch):
+    import distill.training as training
+
+    monkeypatch.setattr(training, "native_bf16", lambda accelerator: True)
+    assert training.resolve_precision("auto") == "bf16-mixed"
+    monkeypatch.setattr(training, "native_bf16", lambda accelerator: False)
+    assert training.resolve_precision("auto") == "32-true"
+    # what the user sets is kept, whatever the hardware
+    assert training.resolve_precision("bf16-mixed") == "bf16-mixed"
+    assert training.resolve_precision("32-true") == "32-true"
 
 
 def test_resume_last_without_checkpoint_is_a_clear_error(tmp_path):

@@ -6,31 +6,33 @@ import albumentations as A
 import cv2
 import numpy as np
 
-DEFAULT_PROBS = {
-    "gaussian_blur": 0.15,
-    "motion_blur": 0.1,
-    "salt_pepper": 0.1,
-    "perspective": 0.2,
-    "brightness_contrast": 0.3,
-    "jpeg": 0.2,
-    "rotate": 0.2,
-}
+# the transforms, in the order they are applied; their probabilities live in the data
+# configs (conf/data/*.yaml, ``augment:``), the one place that sets them
+TRANSFORMS = (
+    "gaussian_blur",
+    "motion_blur",
+    "salt_pepper",
+    "perspective",
+    "brightness_contrast",
+    "jpeg",
+    "rotate",
+)
 
 
 class Augmenter:
     """Wraps an albumentations pipeline whose per-transform probabilities come from config.
 
-    A probability of 0 drops the transform; unknown names are an error so a typo in a
-    config does not silently disable augmentation.
+    A transform not named, or with probability 0, is off; unknown names are an error so
+    a typo in a config does not silently disable augmentation.
     """
 
     def __init__(self, **probs: float):
-        unknown = set(probs) - set(DEFAULT_PROBS)
+        unknown = set(probs) - set(TRANSFORMS)
         if unknown:
             raise ValueError(
-                f"unknown augmentation(s) {sorted(unknown)}; known: {sorted(DEFAULT_PROBS)}"
+                f"unknown augmentation(s) {sorted(unknown)}; known: {list(TRANSFORMS)}"
             )
-        self.probs = {**DEFAULT_PROBS, **probs}
+        self.probs = {k: float(probs.get(k, 0.0)) for k in TRANSFORMS}
         p = self.probs
         factories = {
             "gaussian_blur": lambda q: A.GaussianBlur(
@@ -49,7 +51,7 @@ class Augmenter:
                 rotate=(-2, 2), fit_output=True, border_mode=cv2.BORDER_REPLICATE, p=q
             ),
         }
-        self.pipeline = A.Compose([factories[k](p[k]) for k in DEFAULT_PROBS if p[k] > 0])
+        self.pipeline = A.Compose([factories[k](p[k]) for k in TRANSFORMS if p[k] > 0])
 
     def __repr__(self) -> str:
         return f"Augmenter({self.probs})"

@@ -104,4 +104,8 @@ def build_backbone(name: str, in_channels: int = 1, **kwargs) -> nn.Module:
         return ResNet34Backbone(in_channels, **kwargs)
     if name == "shufflenet_v2":
         return ShuffleNetV2Backbone(in_channels, **kwargs)
+    if name == "???":  # crnn_base.yaml leaves it to the architecture configs
+        raise ValueError(
+            "model.net.backbone is not set: use model=resnet34_crnn or =shufflenet_crnn"
+        )
     raise ValueError(f"unknown backbone {name!r}; choose 'resnet34' or 'shufflenet_v2'")

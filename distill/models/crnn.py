@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import torch
 from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from distill.models.backbones import build_backbone
+from distill.models.padding import PaddingMask
+from distill.preprocess import check_frames, valid_frames
 
 
 class CRNN(nn.Module):
     """Returns CTC logits [B, T, num_classes] and the backbone feature map [B, C, H', T].
 
-    T = W / 4 for every backbone. The neck is a mean over height (exports to a plain
-    ReduceMean; no AdaptiveAvgPool2d((None, 1)), which ONNX handles badly).
+    ``T = ceil(W / width_per_frame)`` (4 for every backbone here). Given each line's valid
+    width, ``forward(x, widths)`` reads every line exactly as it would read it alone:
+    padded columns are masked inside the backbone and the LSTM runs on packed
+    sequences. The neck is a mean over height (exports to a plain ReduceMean; no
+    AdaptiveAvgPool2d((None, 1)), which ONNX handles badly).
     """
 
     def __init__(
@@ -27,6 +33,8 @@ class CRNN(nn.Module):
     ):
         super().__init__()
         self.backbone = build_backbone(backbone, in_channels, **(backbone_args or {}))
+        self.padding_mask = PaddingMask(self.backbone, in_channels)
+        self.width_per_frame = self.padding_mask.out_stride
         self.rnn = nn.LSTM(
             self.backbone.out_channels,
             hidden,
@@ -39,10 +47,30 @@ class CRNN(nn.Module):
         self.in_channels = in_channels
         self.num_classes = num_classes
 
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        feats = self.backbone(x)
+    def forward(
+        self, x: torch.Tensor, widths: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``widths``: each line's valid width in pixels (None: every line fills ``x``)."""
+        feats = self.padding_mask.run(self.backbone, x, widths)
+        t = feats.shape[-1]
+        if not torch.jit.is_tracing():
+            check_frames(t, x.shape[-1], self.width_per_frame, type(self.backbone).__name__)
         seq = feats.mean(dim=2).permute(0, 2, 1)  # [B, T, C]
-        seq, _ = self.rnn(seq)
+        if widths is None:
+            seq, _ = self.rnn(seq)
+        else:
+            frames = valid_frames(widths, self.width_per_frame)
+            if not torch.jit.is_tracing() and (int(frames.max()) > t or int(frames.min()) < 1):
+                raise ValueError(
+                    f"valid widths {widths.tolist()} do not fit a {x.shape[-1]}-pixel batch"
+                )
+            # ONNX's LSTM takes unsorted sequence_lens: exporting with enforce_sorted=True
+            # leaves out the sort and unsort operators (the example batch is sorted)
+            packed = pack_padded_sequence(
+                seq, frames.cpu(), batch_first=True, enforce_sorted=torch.jit.is_tracing()
+            )
+            seq, _ = self.rnn(packed)
+            seq, _ = pad_packed_sequence(seq, batch_first=True, total_length=t)
         return self.head(seq), feats
 
 
