@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format tensorboard bench reference clean
+.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -65,6 +65,21 @@ reference: $(STAMP)
 	$(PY) benchmarks/bench_infer.py $(DEVSET) --student models/en_student.onnx \
 		--student-int8 models/en_student_int8.onnx --teacher $(REF_DIR)/en_teacher.onnx \
 		--name iiit5k_300_en
+
+# PP-OCRv6's label cache for the English student (experiment=ppocrv6_en): real crops
+# split into train/val (the dev sets stay untouched), then the teacher reads each source
+# once. Resumable: run it again after an interruption.
+SHARED ?= ../shared/data
+GEN := data/generated
+TEACH := $(PY) -m distill.teach --teacher ppocrv6 --charset ascii
+ppocrv6-cache: $(STAMP)
+	$(PIP) install --quiet -e ".[dev,teachers]"
+	$(PY) -m distill.data.split $(SHARED)/scene_words/labels.tsv $(GEN)/real/scene_words --val 300
+	$(PY) -m distill.data.split $(SHARED)/sroie_lines/labels.tsv $(GEN)/real/sroie_lines --val 500
+	$(TEACH) --source $(GEN)/real/scene_words/train.tsv --out $(GEN)/ppocrv6/scene_words
+	$(TEACH) --source $(GEN)/real/sroie_lines/train.tsv --out $(GEN)/ppocrv6/sroie_lines
+	$(TEACH) --source $(SHARED)/iiit5k_train_unlabeled/img --out $(GEN)/ppocrv6/iiit5k_unlabeled
+	$(TEACH) --source synth:20000 --out $(GEN)/ppocrv6/synth_en
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q --nbmake tests notebooks

@@ -33,7 +33,7 @@ import onnx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from distill.metrics import score  # noqa: E402
+from distill.metrics import PROTOCOLS, score  # noqa: E402
 from distill.predict import Recognizer, collect, read_image  # noqa: E402
 
 BATCH = 16
@@ -186,7 +186,7 @@ def main() -> None:
     ap.add_argument("--student")
     ap.add_argument("--student-int8")
     ap.add_argument("--teacher")
-    ap.add_argument("--protocol", default="scene", choices=("exact", "scene"))
+    ap.add_argument("--protocol", default="scene", choices=PROTOCOLS)
     ap.add_argument("--limit", type=int, default=0, help="use only the first N lines")
     ap.add_argument("--timing-lines", type=int, default=100, help="lines timed at batch 1")
     ap.add_argument("--name", default=None, help="results file suffix (default: label folder)")

@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from distill.compare import load_runs, pct  # noqa: E402
+from distill.metrics import PROTOCOLS  # noqa: E402
 from distill.training import file_identity  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -202,7 +203,7 @@ def main(argv=None) -> int:
     ap.add_argument("--kd", required=True, type=Path, help="distilled student run folder")
     ap.add_argument("--baseline", required=True, type=Path, help="baseline student run folder")
     ap.add_argument("--devset", required=True, type=Path, help="label file of real images")
-    ap.add_argument("--protocol", default="scene", choices=("exact", "scene"))
+    ap.add_argument("--protocol", default="scene", choices=PROTOCOLS)
     ap.add_argument("--name", default="kd_en", help="results file name")
     ap.add_argument("--note", default="", help="a remark printed under the title")
     args = ap.parse_args(argv)

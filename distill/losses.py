@@ -30,18 +30,28 @@ def ctc_feasible(targets: torch.Tensor, target_lengths: torch.Tensor, frames: to
 
 
 def ctc_loss(
-    logits: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor, frames: torch.Tensor
+    logits: torch.Tensor,
+    targets: torch.Tensor,
+    target_lengths: torch.Tensor,
+    frames: torch.Tensor,
+    has_target: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, int]:
-    """Mean per-sample CTC loss over the samples whose labels fit their frames.
+    """Mean per-sample CTC loss over the samples that have a target that fits their frames.
 
-    ``logits`` [B, T, C]; ``frames`` the number of valid (unpadded) frames per sample.
-    Returns the loss and how many samples were left out as too long for their image.
+    ``logits`` [B, T, C]; ``frames`` the number of valid (unpadded) frames per sample;
+    ``has_target`` False for samples without a target (unlabeled, or a doubtful teacher
+    reading). Returns the loss and how many targets were left out as too long for their
+    image.
     """
     if int(frames.max()) > logits.shape[1]:
         raise ValueError(
             f"valid frames {frames.tolist()} exceed the {logits.shape[1]} frames of the logits"
         )
-    keep = ctc_feasible(targets, target_lengths, frames)
+    if has_target is None:
+        has_target = torch.ones_like(target_lengths, dtype=torch.bool)
+    has_target = has_target.to(logits.device)
+    feasible = ctc_feasible(targets, target_lengths, frames)
+    keep = feasible & has_target
     with torch.autocast(logits.device.type, enabled=False):
         log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # [T, B, C]
         per_sample = F.ctc_loss(
@@ -55,7 +65,7 @@ def ctc_loss(
         )
     n_keep = keep.sum()
     loss = (per_sample * keep).sum() / n_keep.clamp(min=1)
-    return loss, int((~keep).sum())
+    return loss, int((has_target & ~feasible).sum())
 
 
 def frame_mask(frames: torch.Tensor, t: int) -> torch.Tensor:
@@ -84,15 +94,21 @@ def mean_kl(
     teacher_frames: torch.Tensor,
     student_frames: torch.Tensor,
     tau: float,
+    blank: bool = True,
 ) -> torch.Tensor:
     """tau^2 * KL between time-averaged distributions (each over its own valid frames),
     averaged over the batch: PP-OCRv4's alignment-free variant, which tolerates
-    teachers and students with different T."""
+    teachers and students with different T. With ``blank=False`` the blank is left out
+    and the averages are distributions over characters only (the blank dominates most
+    frames and would swamp the characters; PaddleOCR suppresses it too)."""
 
     def time_mean(logits, frames):
         p = (logits.float() / tau).softmax(-1)
-        mask = frame_mask(frames, p.shape[1])[..., None]
-        return (p * mask).sum(1) / mask.sum(1).clamp(min=1)
+        mask = frame_mask(frames.to(p.device), p.shape[1])[..., None]
+        if not blank:
+            p = p[..., 1:]
+        m = (p * mask).sum(1)
+        return m / m.sum(-1, keepdim=True).clamp(min=1e-8)
 
     p_t = time_mean(teacher_logits, teacher_frames)
     p_s = time_mean(student_logits, student_frames)
@@ -144,7 +160,11 @@ class CTCTerm(torch.nn.Module):
 
     def forward(self, student: Outputs, teacher: Outputs | None, batch: dict) -> torch.Tensor:
         loss, too_long = ctc_loss(
-            student.logits, batch["targets"], batch["target_lengths"], student.frames
+            student.logits,
+            batch["targets"],
+            batch["target_lengths"],
+            student.frames,
+            batch.get("has_target"),
         )
         self.stats = {"too_long": too_long}
         return loss
@@ -158,8 +178,11 @@ class KLTerm(torch.nn.Module):
     MODES = ("frame", "mean")
     ALIGNS = ("strict", "interpolate")
 
-    def __init__(self, tau: float = 2.0, mode: str = "frame", align: str = "strict"):
+    def __init__(
+        self, tau: float = 2.0, mode: str = "frame", align: str = "strict", blank_in_mean=True
+    ):
         super().__init__()
+        self.blank_in_mean = bool(blank_in_mean)
         if mode not in self.MODES:
             raise ValueError(f"kd.mode must be one of {self.MODES}, got {mode!r}")
         if align not in self.ALIGNS:
@@ -169,7 +192,8 @@ class KLTerm(torch.nn.Module):
         self.tau, self.mode, self.align = tau, mode, align
 
     def __repr__(self) -> str:
-        return f"kl(tau={self.tau:g}" + (", mean)" if self.mode == "mean" else ")")
+        mean = ", mean" + ("" if self.blank_in_mean else " of characters")
+        return f"kl(tau={self.tau:g}" + (f"{mean})" if self.mode == "mean" else ")")
 
     def check_alignment(self, t_frames: int, s_frames: int, where: str = "") -> None:
         """Frame KL compares frame by frame: unequal T needs interpolate or mean mode."""
@@ -182,15 +206,25 @@ class KLTerm(torch.nn.Module):
 
     def forward(self, student: Outputs, teacher: Outputs, batch: dict) -> torch.Tensor:
         if self.mode == "mean":
-            return mean_kl(teacher.logits, student.logits, teacher.frames, student.frames, self.tau)
-        t_logits = teacher.logits
-        if t_logits.shape[1] != student.logits.shape[1] or not torch.equal(
-            teacher.frames, student.frames
-        ):
-            self.check_alignment(t_logits.shape[1], student.logits.shape[1])
-            t_logits = resample_time(
-                t_logits, teacher.frames, student.frames, student.logits.shape[1]
+            return mean_kl(
+                teacher.logits,
+                student.logits,
+                teacher.frames,
+                student.frames,
+                self.tau,
+                self.blank_in_mean,
             )
+        t_logits, t_s = teacher.logits, student.logits.shape[1]
+        if torch.equal(teacher.frames.to(student.frames.device), student.frames):
+            # the same valid frames: only the padding may differ in length
+            t_logits = (
+                t_logits[:, :t_s]
+                if t_logits.shape[1] >= t_s
+                else F.pad(t_logits, (0, 0, 0, t_s - t_logits.shape[1]))
+            )
+        else:
+            self.check_alignment(int(teacher.frames.max()), int(student.frames.max()))
+            t_logits = resample_time(t_logits, teacher.frames, student.frames, t_s)
         return masked_kl(t_logits, student.logits, student.frames, self.tau)
 
 
@@ -259,9 +293,10 @@ class DistillationLoss(WeightedSumLoss):
         tau: float = 2.0,
         mode: str = "frame",
         align: str = "strict",
+        blank_in_mean: bool = True,
         feat_channels: tuple[int, int] | None = None,
     ):
-        kl = KLTerm(tau, mode, align)
+        kl = KLTerm(tau, mode, align, blank_in_mean)
         terms = {"ctc": (w_ctc, CTCTerm()), "kl": (w_kl, kl)}
         if w_feat:
             if not feat_channels or feat_channels[1] is None:

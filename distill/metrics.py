@@ -15,7 +15,9 @@ import unicodedata
 
 from rapidfuzz.distance import Levenshtein
 
-PROTOCOLS = ("exact", "scene")
+# exact: NFKC and collapsed whitespace; scene: lower-case letters and digits only (scene
+# text benchmarks); caseless: exact up to letter case (datasets with upper-case labels)
+PROTOCOLS = ("exact", "scene", "caseless")
 _SPACES = re.compile(r"\s+")
 
 
@@ -25,6 +27,8 @@ def normalize(text: str, protocol: str = "exact") -> str:
     text = _SPACES.sub(" ", unicodedata.normalize("NFKC", text)).strip()
     if protocol == "scene":
         text = "".join(c for c in text.lower() if c.isalnum())
+    elif protocol == "caseless":
+        text = text.upper()
     return text
 
 

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from distill.charset import Charset
 from distill.ctc import greedy_decode
+from distill.data.collate import encode_targets
 from distill.losses import DistillationLoss, SupervisedLoss, frame_mask
 from distill.metrics import RecognitionMetrics
 from distill.models import build_model
@@ -231,6 +232,33 @@ def argmax_agreement(t_logits, s_logits, frames, blank: int = 0) -> torch.Tensor
     return torch.tensor([float(agree), float(mask.sum())], dtype=torch.float64)
 
 
+CTC_TARGETS = ("label", "teacher", "auto")
+
+
+def ctc_texts(labels, teacher: Outputs, policy: str, min_confidence: float = 0.0):
+    """The CTC target of each sample, and how many come from the teacher.
+
+    - ``label``: the ground truth (unlabeled samples get none);
+    - ``teacher``: the teacher's reading, when it is confident enough (>= min_confidence)
+      and writable in the student's characters; else none;
+    - ``auto``: the ground truth, except that an unlabeled sample takes the teacher's
+      reading (as above) and a label the teacher matches up to letter case takes the
+      teacher's casing (datasets that store upper-case labels for mixed-case text).
+    """
+    texts, from_teacher = [], 0
+    for label, said, conf in zip(labels, teacher.texts, teacher.confidences):
+        sure = bool(said) and conf >= min_confidence
+        if policy == "label":
+            text = label
+        elif policy == "teacher" or label is None:
+            text = said if sure else None
+        else:
+            text = said if sure and said.casefold() == label.casefold() else label
+        from_teacher += text is not None and text == said and text != label
+        texts.append(text)
+    return texts, from_teacher
+
+
 class DistillationModule(RecognizerModule):
     """Trains the student from labels and from a frozen teacher.
 
@@ -249,13 +277,13 @@ class DistillationModule(RecognizerModule):
         kd = dict(_plain(kd) or {})
         self.hparams.update({"teacher": teacher.config, "kd": kd})
         self._teacher_holder = [teacher]  # a list keeps it out of the registered children
-        if teacher.charset.chars != self.charset.chars:
-            raise ValueError(
-                f"teacher charset ({teacher.source}: {teacher.charset.name}, "
-                f"{len(teacher.charset)} chars) differs from the student's ({self.charset.name}, "
-                f"{len(self.charset)} chars): distill with the teacher's charset"
-            )
-        teacher.check_student_input(self.preprocess_cfg)
+        teacher.bind(self.charset, self.preprocess_cfg.height)
+        if teacher.preprocess is not None:
+            teacher.check_student_input(self.preprocess_cfg)
+        self.ctc_target = kd.pop("ctc_target", "label")
+        if self.ctc_target not in CTC_TARGETS:
+            raise ValueError(f"kd.ctc_target must be one of {CTC_TARGETS}, got {self.ctc_target!r}")
+        self.min_confidence = float(kd.pop("min_confidence", 0.0))
         s_channels = self.net.backbone.out_channels
         self.loss = DistillationLoss(**kd, feat_channels=(s_channels, teacher.feat_channels))
         self._check_frames()
@@ -277,12 +305,23 @@ class DistillationModule(RecognizerModule):
 
     def teacher_outputs(self, batch: dict) -> Outputs:
         out = self.teacher(batch)
-        check_frames(
-            out.logits.shape[1],
-            batch["images"].shape[-1],
-            self.teacher.width_per_frame,
-            f"teacher {self.teacher.source}",
-        )
+        if self.teacher.preprocess is not None:  # it read the student's batch tensor
+            check_frames(
+                out.logits.shape[1],
+                batch["images"].shape[-1],
+                self.teacher.width_per_frame,
+                f"teacher {self.teacher.source}",
+            )
+        if self.ctc_target != "label":
+            texts, from_teacher = ctc_texts(
+                batch["labels"], out, self.ctc_target, self.min_confidence
+            )
+            batch.update(
+                {k: v.to(self.device) for k, v in encode_targets(texts, self.charset).items()}
+            )
+            out.stats["teacher_targets"] = from_teacher / max(len(texts), 1)
+        for k, v in out.stats.items():
+            self.log(f"train/{k}", v, batch_size=len(batch["labels"]))
         return out
 
     def on_fit_start(self) -> None:
@@ -299,11 +338,10 @@ class DistillationModule(RecognizerModule):
 
     def validation_step(self, batch, batch_idx):
         out = super().validation_step(batch, batch_idx)
-        if out is None:
-            return None
-        teacher = self.teacher_outputs(batch)
-        preds, _ = self.decode(teacher.logits, teacher.frames, self.teacher.charset)
-        self._teacher_metrics.update(preds, batch["labels"])
+        if out is None or not self.teacher.can_read(batch):
+            return out
+        teacher = self.teacher(batch)
+        self._teacher_metrics.update([t or "" for t in teacher.texts], batch["labels"])
         student = out["outputs"]
         if student.logits.shape[1] == teacher.logits.shape[1]:
             self._agree += argmax_agreement(

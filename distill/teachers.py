@@ -11,12 +11,15 @@ still distills from the same teacher.
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from distill.charset import Charset
+from distill.ctc import greedy_decode
 from distill.preprocess import PreprocessConfig, valid_frames
 
 # fields that change what a teacher sees when it reads the student's batch
@@ -25,22 +28,29 @@ INPUT_FIELDS = ("height", "channels", "mean", "std")
 
 @dataclass
 class Outputs:
-    """What a model said about a batch: ``logits`` [B, T, C] (logits or log-probabilities:
-    every term applies a softmax), ``frames`` [B] the frames that see real pixels, and
-    optionally the backbone ``feat`` map [B, C', H', T]."""
+    """What a model said about a batch: ``logits`` [B, T, C] over the student's classes
+    (logits or log-probabilities: every term applies a softmax), ``frames`` [B] the
+    frames that see real pixels, optionally the backbone ``feat`` map [B, C', H', T];
+    a teacher also gives its readings (``texts`` in the student's characters, None
+    where it cannot be written with them; ``confidences``) and ``stats`` to log."""
 
     logits: torch.Tensor
     frames: torch.Tensor
     feat: torch.Tensor | None = None
+    texts: list[str | None] | None = None
+    confidences: list[float] | None = None
+    stats: dict[str, float] = field(default_factory=dict)
 
 
 class Teacher:
     """The interface every teacher implements.
 
-    - ``charset``: the characters of its classes (class 0 is the blank);
+    - ``charset``: the characters of the classes its outputs are over (class 0 is the
+      blank), the student's once :meth:`bind` has mapped it;
     - ``preprocess``: how it reads images, when it reads the student's own batch tensor
-      (then the student's height, channels and normalization must match it);
-    - ``width_per_frame``: pixels of the student's input per output frame;
+      (then the student's height, channels and normalization must match it); None when
+      it reads the raw images (``view``: which ones) with its own preprocessing;
+    - ``width_per_frame``: pixels of the student's input per output frame (after bind);
     - ``feat_channels``: channels of its feature map, or None when it has none;
     - ``fingerprint``: identifies its weights; ``config``: how to build it again.
     """
@@ -52,12 +62,21 @@ class Teacher:
     fingerprint: str
     config: dict
     source: str
+    view: str | None = None
 
     def __call__(self, batch: dict) -> Outputs:
         raise NotImplementedError
 
     def to(self, device) -> Teacher:
         return self
+
+    def bind(self, student: Charset, student_height: int) -> None:
+        """Prepare to teach a student with this charset and input height (map the
+        vocabulary and the frame rate, or refuse)."""
+
+    def can_read(self, batch: dict) -> bool:
+        """Whether it can say something about this batch (a cache only knows its own)."""
+        return True
 
     def check_student_input(self, student: PreprocessConfig) -> None:
         """Raise when the student's batch would look different to this teacher than
@@ -110,11 +129,17 @@ class CheckpointTeacher(Teacher):
         self.net.to(device)
         return self
 
+    def bind(self, student: Charset, student_height: int) -> None:
+        _same_charset(self, student)
+
     def __call__(self, batch: dict) -> Outputs:
         self.net.eval()  # frozen: BatchNorm and dropout always in inference mode
         with torch.no_grad():
             logits, feat = self.net(batch["images"], batch["widths"])
-        return Outputs(logits, valid_frames(batch["widths"], self.width_per_frame), feat)
+        frames = valid_frames(batch["widths"], self.width_per_frame)
+        decoded = greedy_decode(logits.float().softmax(-1).cpu().numpy(), frames.cpu().numpy())
+        texts = [self.charset.decode(idx) for idx, _ in decoded]
+        return Outputs(logits, frames, feat, texts, [c for _, c in decoded])
 
 
 def build_teacher(cfg: dict) -> Teacher:
@@ -131,6 +156,79 @@ def build_teacher(cfg: dict) -> Teacher:
         raise
 
 
+def _same_charset(teacher: Teacher, student: Charset) -> None:
+    if student.chars != teacher.charset.chars:
+        raise ValueError(
+            f"teacher charset ({teacher.source}: {teacher.charset.name}, {len(teacher.charset)} "
+            f"chars) differs from the student's ({student.name}, {len(student)} chars): "
+            "distill with the teacher's charset"
+        )
+
+
+class CachedTeacher(Teacher):
+    """A teacher's outputs stored by ``python -m distill.teach``: nothing runs during
+    training. ``path``: one of the cache LMDBs (it says which teacher, charset and frame
+    rate); train on the cache LMDBs, whose samples carry the outputs."""
+
+    def __init__(self, path: str):
+        from distill.data.datasets import _lmdb_env
+
+        env_path = Path(path)
+        if not (env_path / "data.mdb").is_file():
+            raise FileNotFoundError(f"teacher cache not found (no data.mdb): {path}")
+        with _lmdb_env(env_path).begin() as txn:  # the datasets' shared read-only handle
+            raw = txn.get(b"teacher-meta")
+        if raw is None:
+            raise ValueError(
+                f"{path}: an LMDB without teacher outputs: write one with distill.teach"
+            )
+        meta = json.loads(raw)
+        self.meta = meta
+        self.charset = Charset.resolve(meta["charset"])
+        self.preprocess = None
+        self.width_per_frame = float(meta["width_per_frame"])
+        self.fingerprint = meta["fingerprint"]
+        self.source = f"cache of {meta['source']}"
+        self.config = {"_target_": f"{__name__}.CachedTeacher", "path": str(path)}
+        self.device = torch.device("cpu")
+
+    def to(self, device) -> CachedTeacher:
+        self.device = torch.device(device)
+        return self
+
+    def bind(self, student: Charset, student_height: int) -> None:
+        _same_charset(self, student)
+
+    def can_read(self, batch: dict) -> bool:
+        return bool(batch.get("teacher_cache")) and all(batch["teacher_cache"])
+
+    def __call__(self, batch: dict) -> Outputs:
+        if not self.can_read(batch):
+            raise ValueError(
+                "a batch without stored teacher outputs: with teacher=cache, train on the "
+                "cache LMDBs written by distill.teach only"
+            )
+        items = batch["teacher_cache"]
+        frames = [len(it["index"]) for it in items]
+        c = self.charset.num_classes
+        dense = np.zeros((len(items), max(frames), c), np.float32)
+        for b, it in enumerate(items):
+            f, k = it["index"].shape
+            # the mass outside the stored top-k, spread over the other classes
+            rest = np.clip(1.0 - it["probs"].sum(1, keepdims=True), 0, None) / max(c - k, 1)
+            dense[b, :f] = rest
+            np.put_along_axis(dense[b, :f], it["index"], it["probs"], 1)
+        dense /= dense.sum(-1, keepdims=True).clip(min=1e-8)
+        logits = torch.from_numpy(np.log(np.maximum(dense, 1e-8))).to(self.device)
+        return Outputs(
+            logits,
+            torch.tensor(frames, dtype=torch.long, device=self.device),
+            None,
+            texts=[it["text"] for it in items],
+            confidences=[it["confidence"] for it in items],
+        )
+
+
 def teacher_requested(cfg) -> bool:
     """A teacher config is active when it names a model: ``teacher.ckpt`` for the
     checkpoint kind (null there means: train without a teacher)."""
@@ -142,9 +240,10 @@ def teacher_requested(cfg) -> bool:
 def resolve_preprocess(user: dict | None, teacher: Teacher | None) -> PreprocessConfig:
     """The student's preprocessing: the values the user set, the rest from the teacher
     (when it reads the student's batch) or the built-in defaults."""
-    base = teacher.preprocess.to_dict() if teacher is not None else {}
+    shared = teacher is not None and teacher.preprocess is not None
+    base = teacher.preprocess.to_dict() if shared else {}
     chosen = {k: v for k, v in dict(user or {}).items() if v is not None}
     resolved = PreprocessConfig.from_dict({**base, **chosen})
-    if teacher is not None:
+    if shared:
         teacher.check_student_input(resolved)
     return resolved

@@ -135,7 +135,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Fit a model (optionally resuming), then test the best checkpoint. Returns metrics."""
     L.seed_everything(cfg.seed, workers=True)
     teacher = prepare(cfg)
-    datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
+    datamodule = hydra.utils.instantiate(
+        cfg.data,
+        teacher_view=getattr(teacher, "view", None),  # raw images for a teacher that reads them
+        labels_from_teacher=teacher is not None,
+        _convert_="all",
+    )
     model = build_module(cfg, teacher)
     clock = WallClock()
     callbacks = [*_instantiate_group(cfg.get("callbacks")), clock]

@@ -201,7 +201,7 @@ def test_lmdb_roundtrip_and_bad_entries(tmp_path):
 
 
 def test_open_dataset_error(tmp_path):
-    with pytest.raises(FileNotFoundError, match="label file or an LMDB"):
+    with pytest.raises(FileNotFoundError, match="label file, an LMDB folder or a folder of images"):
         open_dataset(str(tmp_path / "nope.txt"), DIGITS, PRE)
 
 

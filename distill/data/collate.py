@@ -10,11 +10,27 @@ from distill.charset import Charset
 from distill.preprocess import pad_batch
 
 
+def encode_targets(texts: list[str | None], charset: Charset) -> dict[str, torch.Tensor]:
+    """CTC targets [B, L] and lengths; a missing text (None) has length 0 and is left
+    out of the loss (``has_target`` False)."""
+    lengths = [len(t) if t is not None else 0 for t in texts]
+    targets = torch.zeros(len(texts), max(max(lengths, default=0), 1), dtype=torch.long)
+    for i, t in enumerate(texts):
+        if t:
+            targets[i, : len(t)] = torch.tensor(charset.encode(t), dtype=torch.long)
+    return {
+        "targets": targets,
+        "target_lengths": torch.tensor(lengths, dtype=torch.long),
+        "has_target": torch.tensor([t is not None for t in texts], dtype=torch.bool),
+    }
+
+
 class Collator:
     """Pads images to the widest sample (multiple of 4) and encodes labels for CTC.
 
     Unreadable samples (``None``) are dropped and counted in ``batch["skipped"]``. With
     ``encode=False`` (evaluation) labels may hold characters outside the charset.
+    Unlabeled samples keep ``None`` as their label; raw teacher views pass through.
     """
 
     def __init__(self, charset: Charset, encode: bool = True):
@@ -33,13 +49,11 @@ class Collator:
             "labels": labels,
             "skipped": skipped,
         }
+        for key in ("raw", "teacher_cache"):  # a teacher's view, a teacher's stored outputs
+            if key in good[0]:
+                batch[key] = [s.get(key) for s in good]
         if self.encode:
-            lengths = [len(t) for t in labels]
-            targets = torch.zeros(len(labels), max(max(lengths), 1), dtype=torch.long)
-            for i, t in enumerate(labels):
-                targets[i, : len(t)] = torch.tensor(self.charset.encode(t), dtype=torch.long)
-            batch["targets"] = targets
-            batch["target_lengths"] = torch.tensor(lengths, dtype=torch.long)
+            batch.update(encode_targets(labels, self.charset))
         return batch
 
 

@@ -50,6 +50,8 @@ class OCRDataModule(L.LightningDataModule):
         augment: dict | None = None,
         bucket: bool = True,
         seed: int = 0,
+        teacher_view: str | None = None,
+        labels_from_teacher: bool = False,
     ):
         super().__init__()
         self.charset = Charset.resolve(charset)
@@ -61,26 +63,37 @@ class OCRDataModule(L.LightningDataModule):
         self.num_workers, self.bucket, self.seed = num_workers, bucket, seed
         self.unknown, self.test_unknown = unknown, test_unknown
         self.augment = Augmenter(**augment) if augment is not None else None
+        # set by train() from the teacher: the raw view it reads, and whether it labels
+        self.teacher_view, self.labels_from_teacher = teacher_view, labels_from_teacher
         self.train_set = self.val_set = None
         self.test_sets: list = []
 
-    def _open(self, sources, unknown, augment=None) -> list:
+    def _open(self, sources, unknown, augment=None, teacher_view=None) -> list:
         return [
-            open_dataset(s, self.charset, self.preprocess_cfg, unknown, augment) for s in sources
+            open_dataset(s, self.charset, self.preprocess_cfg, unknown, augment, teacher_view)
+            for s in sources
         ]
 
     def setup(self, stage: str | None = None) -> None:
         if stage in (None, "fit") and self.train_set is None:
             if not self.train_sources:
                 raise ValueError("data.train is empty: give a label file, an LMDB folder or synth")
-            sets = self._open(self.train_sources, self.unknown, self.augment)
+            sets = self._open(self.train_sources, self.unknown, self.augment, self.teacher_view)
+            unlabeled = [d.name for d in sets if None in getattr(d, "labels", ())]
+            if unlabeled and not self.labels_from_teacher:
+                raise ValueError(
+                    f"training data {unlabeled} has no labels: give a teacher to label it "
+                    "(teacher.ckpt=PATH or teacher=ppocrv6)"
+                )
             if self.train_ratios:
                 self.train_set = MixedDataset(sets, self.train_ratios, seed=self.seed)
             else:
                 self.train_set = sets[0] if len(sets) == 1 else ConcatDataset(sets)
             log.info("train data: %s, %d samples", self.train_set.name, len(self.train_set))
         if stage in (None, "fit", "validate") and self.val_set is None and self.val_sources:
-            sets = self._open(self.val_sources, self.unknown)
+            sets = self._open(self.val_sources, self.unknown, teacher_view=self.teacher_view)
+            if any(None in getattr(d, "labels", ()) for d in sets):
+                raise ValueError("validation data needs labels: some of it has none")
             self.val_set = sets[0] if len(sets) == 1 else ConcatDataset(sets)
             log.info("val data: %s, %d samples", self.val_set.name, len(self.val_set))
         if stage in (None, "test") and not self.test_sets:

@@ -1,12 +1,16 @@
 """Real data: label files and LMDBs (DTRB layout), their mixture, and charset filtering.
 
-Every dataset yields ``{"image": float32 (C, 32, w), "label": str}`` or ``None`` for a
-sample whose image cannot be read; the collate function drops and counts those, so a
-bad file costs one sample, never the epoch.
+Every dataset yields ``{"image": float32 (C, 32, w), "label": str}`` (``label`` is None
+for unlabeled images, which a teacher labels) or ``None`` for a sample whose image
+cannot be read; the collate function drops and counts those, so a bad file costs one
+sample, never the epoch. With ``teacher_view`` set, a sample also carries ``raw``: the
+uint8 RGB image a teacher with its own preprocessing reads (the clean one or the
+augmented one the student sees).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
@@ -42,6 +46,10 @@ def filter_labels(
         )
     kept_idx, kept, unknown_chars, affected, emptied = [], [], {}, 0, 0
     for i, label in enumerate(labels):
+        if label is None:  # unlabeled: a teacher labels it
+            kept_idx.append(i)
+            kept.append(None)
+            continue
         bad = charset.unknown(label) if policy != "keep" else []
         if bad:
             affected += 1
@@ -77,15 +85,37 @@ def filter_labels(
     return kept_idx, kept
 
 
+TEACHER_VIEWS = ("clean", "augmented")
+
+
+def make_sample(img: np.ndarray, label, cfg: PreprocessConfig, augment=None, teacher_view=None):
+    """The one way every dataset turns an image into a sample: augment, preprocess, and
+    keep the teacher's view when a teacher reads raw images."""
+    clean = img
+    if augment is not None:
+        img = augment(img)
+    sample = {"image": preprocess(img, cfg), "label": label}
+    if teacher_view:
+        sample["raw"] = clean if teacher_view == "clean" else img
+    return sample
+
+
+def check_teacher_view(view) -> None:
+    if view is not None and view not in TEACHER_VIEWS:
+        raise ValueError(f"teacher view must be one of {TEACHER_VIEWS} or null, got {view!r}")
+
+
 class _ImageDataset:
     """Shared tail of the real datasets: decode, augment, preprocess, report bad images."""
 
-    def __init__(self, preprocess_cfg: PreprocessConfig, augment=None):
+    def __init__(self, preprocess_cfg: PreprocessConfig, augment=None, teacher_view=None):
+        check_teacher_view(teacher_view)
         self.preprocess_cfg, self.augment = preprocess_cfg, augment
+        self.teacher_view = teacher_view
         self._warned: set[str] = set()
 
     def label_lengths(self) -> list[int]:
-        return [len(t) for t in self.labels]
+        return [len(t) if t is not None else 8 for t in self.labels]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -98,9 +128,7 @@ class _ImageDataset:
                 self._warned.add(source)
                 warnings.warn(f"skipping unreadable image: {e}", stacklevel=2)
             return None
-        if self.augment is not None:
-            img = self.augment(img)
-        return {"image": preprocess(img, self.preprocess_cfg), "label": label}
+        return make_sample(img, label, self.preprocess_cfg, self.augment, self.teacher_view)
 
 
 class LabelFileDataset(_ImageDataset):
@@ -113,8 +141,9 @@ class LabelFileDataset(_ImageDataset):
         preprocess_cfg: PreprocessConfig,
         unknown: str = "skip",
         augment=None,
+        teacher_view=None,
     ):
-        super().__init__(preprocess_cfg, augment)
+        super().__init__(preprocess_cfg, augment, teacher_view)
         self.path = Path(path)
         if not self.path.is_file():
             raise FileNotFoundError(f"label file not found: {self.path}")
@@ -166,7 +195,10 @@ class LmdbDataset(_ImageDataset):
     """DTRB layout: ``num-samples``, ``image-%09d``, ``label-%09d``, 1-based keys.
 
     Labels are read once at start (for filtering and width bucketing); the environment
-    is reopened lazily in each DataLoader worker.
+    is reopened lazily in each DataLoader worker. A teacher-label cache (written by
+    ``python -m distill.teach``) is an LMDB too: its samples also carry the teacher's
+    stored outputs (``teacher_cache``), and images that had no real label (no
+    ``gt-%09d`` key) come unlabeled, as from a folder, with the teacher's reading at hand.
     """
 
     def __init__(
@@ -176,8 +208,9 @@ class LmdbDataset(_ImageDataset):
         preprocess_cfg: PreprocessConfig,
         unknown: str = "skip",
         augment=None,
+        teacher_view=None,
     ):
-        super().__init__(preprocess_cfg, augment)
+        super().__init__(preprocess_cfg, augment, teacher_view)
         self.path = Path(path)
         if not is_lmdb(self.path):
             raise FileNotFoundError(f"not an LMDB folder (no data.mdb): {self.path}")
@@ -186,10 +219,21 @@ class LmdbDataset(_ImageDataset):
             if raw is None:
                 raise ValueError(f"{self.path}: LMDB has no 'num-samples' key (not DTRB layout)")
             n = int(raw)
+            meta = txn.get(b"teacher-meta")
+            self.teacher_meta = json.loads(meta) if meta is not None else None
             labels = []
             for k in range(1, n + 1):
                 lab = txn.get(b"label-%09d" % k)
-                labels.append(lab.decode("utf-8") if lab is not None else "")
+                lab = lab.decode("utf-8") if lab is not None else ""
+                if self.teacher_meta is not None and txn.get(b"gt-%09d" % k) is None:
+                    lab = None  # the stored label is the teacher's reading
+                labels.append(lab)
+        if self.teacher_meta is not None and self.teacher_meta["charset"]["chars"] != charset.chars:
+            raise ValueError(
+                f"{self.path}: teacher outputs stored for charset "
+                f"{self.teacher_meta['charset']['name']!r}, not {charset.name!r}: write the "
+                "cache with the student's charset (python -m distill.teach --charset ...)"
+            )
         idx, self.labels = filter_labels(labels, charset, unknown, str(self.path))
         self.keys = [i + 1 for i in idx]
 
@@ -211,22 +255,102 @@ class LmdbDataset(_ImageDataset):
                 raise ImageError(f"{source}: missing key")
             return decode_image(data, source)
 
-        return self._finish(read, source, self.labels[i])
+        sample = self._finish(read, source, self.labels[i])
+        if sample is not None and self.teacher_meta is not None:
+            sample["teacher_cache"] = self._teacher_outputs(key)
+        return sample
+
+    def _teacher_outputs(self, key: int) -> dict:
+        from distill.teach import unpack_topk
+
+        with self._open().begin() as txn:
+            text = txn.get(b"teacher-text-%09d" % key)
+            conf = txn.get(b"teacher-conf-%09d" % key)
+            topk = txn.get(b"teacher-topk-%09d" % key)
+        idx, p = unpack_topk(topk)
+        return {
+            "text": text.decode("utf-8") if text is not None else None,
+            "confidence": float(conf) if conf is not None else 0.0,
+            "index": idx,
+            "probs": p,
+        }
+
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+
+
+class FolderDataset(_ImageDataset):
+    """Unlabeled crops: every image under a folder (searched recursively), label None.
+
+    A teacher labels them during training (or once, with ``python -m distill.teach``).
+    Width bucketing uses each image's aspect ratio, read from its header."""
+
+    def __init__(
+        self, path: str | Path, preprocess_cfg: PreprocessConfig, augment=None, teacher_view=None
+    ):
+        super().__init__(preprocess_cfg, augment, teacher_view)
+        self.path = Path(path)
+        self.paths = sorted(p for p in self.path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.paths:
+            raise EmptyDatasetError(
+                f"{self.path}: folder holds no image ({sorted(IMAGE_SUFFIXES)})"
+            )
+        self.labels = [None] * len(self.paths)
+        self._lengths: list[int] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def label_lengths(self) -> list[int]:
+        """Not label lengths (there are none) but a proxy of the same scale: the width
+        the line takes at height 32, in units of 8 pixels."""
+        if self._lengths is None:
+            from PIL import Image
+
+            lengths = []
+            for p in self.paths:
+                try:
+                    with Image.open(p) as im:
+                        w, h = im.size
+                    lengths.append(max(1, round(w * 32 / max(h, 1) / 8)))
+                except OSError:
+                    lengths.append(1)
+            self._lengths = lengths
+        return self._lengths
+
+    def __getitem__(self, i: int) -> dict | None:
+        p = self.paths[i]
+        return self._finish(lambda: load_image(p), str(p), None)
 
 
 def open_dataset(
-    source, charset: Charset, preprocess_cfg: PreprocessConfig, unknown: str = "skip", augment=None
+    source,
+    charset: Charset,
+    preprocess_cfg: PreprocessConfig,
+    unknown: str = "skip",
+    augment=None,
+    teacher_view=None,
 ):
-    """A dataset from a path (label file or LMDB folder) or a partial dataset factory."""
+    """A dataset from a path (label file, LMDB folder, or a folder of unlabeled images)
+    or a partial dataset factory."""
     if callable(source):
-        return source(charset=charset, preprocess_cfg=preprocess_cfg, augment=augment)
+        return source(
+            charset=charset,
+            preprocess_cfg=preprocess_cfg,
+            augment=augment,
+            teacher_view=teacher_view,
+        )
     path = Path(str(source))
     if is_lmdb(path):
-        return LmdbDataset(path, charset, preprocess_cfg, unknown, augment)
+        return LmdbDataset(path, charset, preprocess_cfg, unknown, augment, teacher_view)
     if path.is_file():
-        return LabelFileDataset(path, charset, preprocess_cfg, unknown, augment)
+        return LabelFileDataset(path, charset, preprocess_cfg, unknown, augment, teacher_view)
+    if path.is_dir():
+        return FolderDataset(path, preprocess_cfg, augment, teacher_view)
     raise FileNotFoundError(
-        f"data source not found: {path} (expected a label file or an LMDB folder)"
+        f"data source not found: {path} (expected a label file, an LMDB folder or a folder "
+        "of images)"
     )
 
 

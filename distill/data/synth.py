@@ -21,7 +21,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from distill.charset import Charset
-from distill.preprocess import PreprocessConfig, preprocess
+from distill.data.datasets import check_teacher_view, make_sample
+from distill.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
@@ -343,9 +344,12 @@ class SynthDataset:
         max_chars: int = 24,
         pattern_ratio: float = 0.35,
         augment=None,
+        teacher_view=None,
     ):
+        check_teacher_view(teacher_view)
         self.charset, self.preprocess_cfg = charset, preprocess_cfg
         self.seed, self.deterministic, self.augment = seed, deterministic, augment
+        self.teacher_view = teacher_view
         self.fonts = FontLibrary(font_dirs, font_exclude)
         self.renderer = LineRenderer(self.fonts)
         source = TextSource(charset, lang, vocab_size, max_chars, pattern_ratio)
@@ -387,8 +391,5 @@ class SynthDataset:
         return self.renderer.render(self.texts[i], self._rng(i))
 
     def __getitem__(self, i: int) -> dict:
-        rng = self._rng(i)
-        img = self.renderer.render(self.texts[i], rng)
-        if self.augment is not None:
-            img = self.augment(img)
-        return {"image": preprocess(img, self.preprocess_cfg), "label": self.texts[i]}
+        img = self.renderer.render(self.texts[i], self._rng(i))
+        return make_sample(img, self.texts[i], self.preprocess_cfg, self.augment, self.teacher_view)

@@ -1,0 +1,166 @@
+"""How to read with a foreign teacher, and how fast: an ONNX teacher's accuracy under
+each preprocessing choice, and its lines/s by batch size and threads.
+
+    python benchmarks/bench_teacher.py --teacher ppocrv6 \\
+        --devset ../shared/devsets/iiit5k_300/labels.tsv:scene \\
+        --devset ../shared/devsets/sroie_500/labels.tsv:caseless
+
+Accuracy: every line read alone (batch 1) with the channel order (BGR as PaddleOCR
+feeds OpenCV images, or RGB), right-padded to at least 320 px or read at its own width,
+at its own aspect ratio or stretched 4/3 wider (so it emits as many frames as the
+student), decoding the frames that see ink or one more; readings mapped onto the ascii
+charset. Speed: lines/s over the first 256
+lines of the first dev set, sorted by width, at batch 1, 8 and 32 with 1 and 2 threads.
+Writes benchmarks/results/teacher_NAME.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from omegaconf import OmegaConf  # noqa: E402
+
+from distill.charset import Charset  # noqa: E402
+from distill.labelfile import read_label_file  # noqa: E402
+from distill.metrics import score  # noqa: E402
+from distill.onnx_teacher import OnnxTeacher  # noqa: E402
+from distill.predict import read_image  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+VARIANTS = [  # (channel order, min width, stretch, frames read past the ink)
+    ("bgr", 320, 1.0, 0),
+    ("bgr", 320, 1.0, 1),
+    ("rgb", 320, 1.0, 1),
+    ("bgr", 8, 1.0, 1),
+    ("bgr", 320, 4 / 3, 1),
+]
+
+
+def teacher_config(name: str) -> dict:
+    cfg = OmegaConf.load(ROOT / "conf" / "teacher" / f"{name}.yaml")
+    t = OmegaConf.to_container(cfg.teacher)
+    t.pop("_target_")
+    return t
+
+
+def build(base: dict, **change) -> OnnxTeacher:
+    teacher = OnnxTeacher(**{**base, **change})
+    teacher.bind(Charset.resolve("ascii"), 32)
+    return teacher
+
+
+def accuracy(teacher: OnnxTeacher, images, labels, protocol: str) -> dict:
+    texts = []
+    for img in images:
+        said = teacher.read([img])["texts"][0]
+        texts.append(teacher.vocab.map_text(said) or "")
+    m = score(texts, labels, protocol)
+    return {"acc": m["acc"], "cer": m["cer"]}
+
+
+def speed(teacher_cfg: dict, images, batch: int, threads: int) -> float:
+    teacher = build(teacher_cfg, threads=threads)
+    order = sorted(images, key=lambda im: im.shape[1] / im.shape[0])
+    teacher.read(order[:batch])  # warm-up
+    start = time.perf_counter()
+    for i in range(0, len(order), batch):
+        teacher.read(order[i : i + batch])
+    return len(order) / (time.perf_counter() - start)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--teacher", default="ppocrv6", help="a config in conf/teacher/")
+    ap.add_argument("--devset", action="append", required=True, help="LABELFILE:PROTOCOL")
+    ap.add_argument("--speed-lines", type=int, default=256)
+    args = ap.parse_args(argv)
+    base = teacher_config(args.teacher)
+    sets = []
+    for spec in args.devset:
+        path, _, protocol = spec.rpartition(":")
+        pairs, _ = read_label_file(Path(path))
+        sets.append(
+            (
+                Path(path).parent.name,
+                [read_image(p) for p, _ in pairs],
+                [t for _, t in pairs],
+                protocol,
+            )
+        )
+    rows = []
+    for order, min_width, stretch, margin in VARIANTS:
+        teacher = build(
+            base, channel_order=order, min_width=min_width, stretch=stretch, frame_margin=margin
+        )
+        row = {
+            "channel_order": order,
+            "min_width": min_width,
+            "stretch": round(stretch, 3),
+            "frame_margin": margin,
+        }
+        for name, images, labels, protocol in sets:
+            row[name] = accuracy(teacher, images, labels, protocol)
+            print(row, flush=True)
+        rows.append(row)
+    images = sets[0][1][: args.speed_lines]
+    speeds = []
+    for threads in (1, 2):
+        for batch in (1, 8, 32):
+            lps = speed(base, images, batch, threads)
+            speeds.append({"threads": threads, "batch": batch, "lines_per_s": round(lps, 1)})
+            print(speeds[-1], flush=True)
+    report = {
+        "teacher": args.teacher,
+        "accuracy": rows,
+        "speed": speeds,
+        "speed_set": sets[0][0],
+        "command": "python benchmarks/bench_teacher.py --teacher "
+        + args.teacher
+        + "".join(f" --devset {s}" for s in args.devset),
+    }
+    names = [s[0] for s in sets]
+    md = [
+        f"# Teacher {args.teacher}: preprocessing and speed",
+        "",
+        "Each line read alone; readings mapped onto the ascii charset; "
+        + ", ".join(f"{n}: {p} protocol" for n, _, _, p in sets)
+        + ".",
+        "",
+        "| channel order | padded to | stretch | frames past the ink | "
+        + " | ".join(f"{n} acc | {n} CER" for n in names)
+        + " |",
+        "|---|---|---|---|" + "---|---|" * len(names),
+    ]
+    for r in rows:
+        padded = f">= {r['min_width']} px" if r["min_width"] > 8 else "own width"
+        md.append(
+            f"| {r['channel_order']} | {padded} "
+            f"| {r['stretch']:g} | {r['frame_margin']} | "
+            + " | ".join(f"{100 * r[n]['acc']:.1f}% | {100 * r[n]['cer']:.1f}%" for n in names)
+            + " |"
+        )
+    md += [
+        "",
+        f"Speed ({len(images)} lines of {sets[0][0]}, sorted by width, own process):",
+        "",
+        "| threads | batch | lines/s |",
+        "|---|---|---|",
+    ]
+    md += [f"| {s['threads']} | {s['batch']} | {s['lines_per_s']:.1f} |" for s in speeds]
+    md += ["", "```", report["command"], "```", ""]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"teacher_{args.teacher}.json").write_text(json.dumps(report, indent=1) + "\n")
+    (RESULTS / f"teacher_{args.teacher}.md").write_text("\n".join(md))
+    print("\n".join(md))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""Teachers from outside: ONNX recognizers with their own charset, input size and frame
+rate; the vocabulary map; pseudo-label targets; the teacher-label cache."""
+
+from pathlib import Path
+
+import cv2
+import lmdb
+import numpy as np
+import onnx
+import pytest
+import torch
+from torch import nn
+
+from distill.charset import Charset
+from distill.module import ctc_texts
+from distill.onnx_teacher import OnnxTeacher, VocabularyMap
+from distill.teach import Item, pack_topk, teach, unpack_topk
+from distill.teachers import CachedTeacher, Outputs
+from distill.training import train
+
+from .conftest import TINY, TINY_STUDENT, TINY_SYNTH, compose_cfg
+
+# a teacher dictionary unlike the student's digits: letters, CJK, a full-width digit
+# and comma, and a duplicate; the space class comes after it
+TEACHER_CHARS = list("0123456789abc") + ["中", "文", "１", "，", "5"]
+
+
+class TinyRecognizer(nn.Module):
+    """A PaddleOCR-shaped CTC recognizer: [N, 3, 24, W] -> softmax [N, W / 6, classes]."""
+
+    def __init__(self, classes: int, rate: int = 6, height: int = 24, fixed_frames=None):
+        super().__init__()
+        self.conv = nn.Conv2d(3, classes, kernel_size=(height, rate), stride=(height, rate))
+        self.fixed = fixed_frames
+
+    def forward(self, x):
+        y = self.conv(x)[:, :, 0]  # [N, classes, T]
+        if self.fixed:  # not a CTC model: as many frames whatever the width
+            y = y.mean(-1, keepdim=True).repeat(1, 1, self.fixed)
+        return y.permute(0, 2, 1).softmax(-1)
+
+
+def export_tiny(path: Path, classes: int, chars=TEACHER_CHARS, **kw) -> Path:
+    torch.manual_seed(0)
+    model = TinyRecognizer(classes, **kw).eval()
+    torch.onnx.export(
+        model,
+        (torch.randn(2, 3, 24, 96),),
+        str(path),
+        input_names=["x"],
+        output_names=["probs"],
+        dynamic_axes={"x": {0: "N", 3: "W"}, "probs": {0: "N", 1: "T"}},
+        opset_version=17,
+        dynamo=False,
+    )
+    m = onnx.load(str(path))
+    entry = m.metadata_props.add()
+    entry.key, entry.value = "character", "\n".join(chars)
+    onnx.save(m, str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def tiny_teacher(tmp_path_factory) -> Path:
+    return export_tiny(tmp_path_factory.mktemp("teacher") / "rec.onnx", len(TEACHER_CHARS) + 2)
+
+
+# ------------------------------------------------------------------ vocabulary
+
+
+def test_vocabulary_map_on_a_toy_dictionary():
+    student = Charset(list("0125,"), name="toy")
+    teacher = ["1", "x", "，", "5", "中", "2", "5"]  # class k + 1; space not included
+    vm = VocabularyMap(teacher, student)
+    probs = np.array([[0.1, 0.2, 0.05, 0.1, 0.15, 0.3, 0.05, 0.05]])  # blank + 7 classes
+    mapped, unmapped = vm.map_probs(probs)
+    # kept: blank .1, '1' .2, '，'->',' .1, '5' .15 + .05 (duplicate), '2' .05
+    kept = 0.1 + 0.2 + 0.1 + 0.15 + 0.05 + 0.05
+    assert unmapped[0] == pytest.approx(1 - kept)  # 'x' .05 and '中' .3
+    expected = np.array([0.1, 0.0, 0.2, 0.05, 0.2, 0.1]) / kept  # blank, 0, 1, 2, 5, ','
+    np.testing.assert_allclose(mapped[0], expected, rtol=1e-6)
+    assert vm.missing == ["0"]  # the teacher cannot write the student's '0'
+    assert vm.map_text("1，5") == "1,5"  # full-width comma -> its ASCII form
+    assert vm.map_text("1中") is None  # unwritable for the student: no target
+    with pytest.raises(ValueError, match="shares no character"):
+        VocabularyMap(["x", "中"], student)
+
+
+def test_ctc_targets_from_labels_and_teacher():
+    teacher = Outputs(
+        torch.zeros(4, 1, 2),
+        torch.ones(4, dtype=torch.long),
+        texts=["Hello", "shop", None, "abc"],
+        confidences=[0.99, 0.95, 0.9, 0.3],
+    )
+    labels = ["HELLO", "SHOP!", None, None]
+    assert ctc_texts(labels, teacher, "label")[0] == labels
+    assert ctc_texts(labels, teacher, "teacher", 0.5) == (["Hello", "shop", None, None], 2)
+    # auto: the label, with the teacher's casing where it matches up to case; the
+    # teacher's reading for unlabeled samples when confident and writable
+    texts, n = ctc_texts(labels, teacher, "auto", 0.5)
+    assert texts == ["Hello", "SHOP!", None, None] and n == 1
+    assert ctc_texts(labels, teacher, "auto", 0.2)[0][3] == "abc"
+
+
+# ------------------------------------------------------------------ the ONNX teacher
+
+
+def test_onnx_teacher_reads_its_own_way(tiny_teacher):
+    teacher = OnnxTeacher(str(tiny_teacher), min_width=48, name="tiny")
+    assert teacher.height == 24 and teacher.teacher_width_per_frame == 6
+    assert teacher.teacher_chars[-1] == " " and teacher.outputs_probs
+    teacher.bind(Charset.resolve("digits"), 32)
+    # 6 teacher pixels per frame at height 24 = 8 student pixels at height 32
+    assert teacher.width_per_frame == pytest.approx(8.0)
+    img = np.full((30, 150, 3), 255, np.uint8)
+    out = teacher({"raw": [img, img[:, :40]]})
+    # widths at height 24: 120 -> 20 frames; 32 -> 6 frames (padded to 48 px = 8 frames)
+    assert out.frames.tolist() == [20, 6] and out.logits.shape == (2, 20, 11)
+    assert torch.allclose(out.logits.exp().sum(-1), torch.ones(2, 20), atol=1e-4)
+    assert 0 <= out.stats["teacher_unmapped_mass"] <= 1
+    assert all(t is None or set(t) <= set("0123456789 ") for t in out.texts)
+    stretched = OnnxTeacher(str(tiny_teacher), min_width=48, stretch=4 / 3)
+    stretched.bind(Charset.resolve("digits"), 32)
+    assert stretched.width_per_frame == pytest.approx(6.0)
+    with pytest.raises(ValueError, match="raw images"):
+        teacher({"images": torch.zeros(1, 1, 32, 64)})
+
+
+def test_onnx_teacher_errors(tmp_path, tiny_teacher):
+    with pytest.raises(FileNotFoundError, match="teacher model not found: .*nope.onnx"):
+        OnnxTeacher(str(tmp_path / "nope.onnx"))
+    with pytest.raises(FileNotFoundError, match="not installed: pip install"):
+        OnnxTeacher("models/x.onnx", package="no_such_package_here")
+    wrong = export_tiny(tmp_path / "wrong.onnx", len(TEACHER_CHARS) + 5)
+    with pytest.raises(ValueError, match=r"outputs 23 classes but its dictionary gives 20"):
+        OnnxTeacher(str(wrong), min_width=48)
+    fixed = export_tiny(tmp_path / "fixed.onnx", len(TEACHER_CHARS) + 2, fixed_frames=10)
+    with pytest.raises(ValueError, match="not a CTC recognizer: 10 frames .* but 10"):
+        OnnxTeacher(str(fixed), min_width=48)
+    with pytest.raises(FileNotFoundError, match="dictionary not found"):
+        OnnxTeacher(str(tiny_teacher), dictionary=str(tmp_path / "dict.txt"))
+
+
+def _onnx_cfg(tiny_teacher, out, *extra, synth=True):
+    return compose_cfg(
+        "train",
+        [
+            "debug=fdr",
+            *TINY,
+            *(TINY_SYNTH if synth else []),
+            *TINY_STUDENT,
+            "teacher=onnx",
+            f"teacher.path={tiny_teacher}",
+            "teacher.min_width=48",
+            "test=false",
+            *extra,
+        ],
+        out,
+    )
+
+
+@pytest.mark.parametrize(
+    "kd",
+    [
+        ["kd.ctc_target=teacher"],  # sequence-level: its readings as CTC targets
+        ["kd.align=interpolate"],  # frame KL, resampled line by line
+        ["kd.mode=mean", "kd.blank_in_mean=false"],  # time-averaged character distributions
+    ],
+    ids=["pseudo-labels", "frame-kl", "mean-kl"],
+)
+def test_fast_dev_run_with_an_onnx_teacher(tiny_teacher, tmp_path, kd):
+    metrics = train(_onnx_cfg(tiny_teacher, tmp_path, *kd))
+    assert np.isfinite(metrics["train/loss"]) and "val/teacher_acc" in metrics
+    assert 0 <= metrics["train/teacher_unmapped_mass"] <= 1
+
+
+def test_training_from_an_unlabeled_folder(tiny_teacher, tmp_path, label_dir):
+    """Images without labels: the teacher's readings are the CTC targets."""
+    (tmp_path / "unlabeled").mkdir()
+    for f in (label_dir / "img").iterdir():
+        (tmp_path / "unlabeled" / f.name).write_bytes(f.read_bytes())
+    cfg = _onnx_cfg(
+        tiny_teacher,
+        tmp_path,
+        "data=labelfile",
+        f"data.train=[{tmp_path / 'unlabeled'}]",
+        f"data.val=[{label_dir / 'gt.txt'}]",
+        "kd.ctc_target=auto",
+        synth=False,
+    )
+    metrics = train(cfg)
+    assert np.isfinite(metrics["train/loss"]) and "train/teacher_targets" in metrics
+    with pytest.raises(ValueError, match="has no labels: give a teacher"):
+        train(
+            compose_cfg(
+                "train",
+                ["debug=fdr", *TINY, "data=labelfile", f"data.train=[{tmp_path / 'unlabeled'}]"],
+                tmp_path,
+            )
+        )
+
+
+# ------------------------------------------------------------------ the cache
+
+
+def test_topk_packing_round_trip():
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(11), size=7).astype(np.float32)
+    idx, p = unpack_topk(pack_topk(probs, 4))
+    assert idx.shape == (7, 4) and (p[:, :-1] >= p[:, 1:]).all()
+    np.testing.assert_allclose(p, np.take_along_axis(probs, idx, 1), atol=1e-3)
+
+
+def _items(label_dir, unlabeled: bool = False):
+    from distill.labelfile import read_label_file
+
+    pairs, _ = read_label_file(label_dir / "gt.txt")
+    items = [Item(str(p), p.read_bytes, None if unlabeled else lab) for p, lab in pairs]
+    bad = Item("broken.png", lambda: b"not an image", "1")
+    return items[:3] + [bad] + items[3:]
+
+
+def test_cache_write_read_and_resume(tiny_teacher, tmp_path, label_dir, monkeypatch):
+    teacher = OnnxTeacher(str(tiny_teacher), min_width=48, name="tiny")
+    teacher.bind(Charset.resolve("digits"), 32)
+    items = _items(label_dir)
+    whole = teach(teacher, items, tmp_path / "whole", topk=3, batch=2, window=3, progress=False)
+    assert whole == {"items": 7, "written": 6, "bad": 1}
+
+    # interrupted after the first window: nothing written is lost, the rest resumes
+    real_read, calls = teacher.read, {"n": 0}
+
+    def failing(images):
+        calls["n"] += 1
+        if calls["n"] > 2:  # the second window
+            raise KeyboardInterrupt
+        return real_read(images)
+
+    monkeypatch.setattr(teacher, "read", failing)
+    with pytest.raises(KeyboardInterrupt):
+        teach(teacher, items, tmp_path / "resumed", topk=3, batch=2, window=3, progress=False)
+    env = lmdb.open(str(tmp_path / "resumed"), readonly=True, lock=False)
+    with env.begin() as txn:
+        assert int(txn.get(b"teach-progress")) == 3 and int(txn.get(b"num-samples")) == 3
+    env.close()
+    monkeypatch.setattr(teacher, "read", real_read)
+    res = teach(teacher, items, tmp_path / "resumed", topk=3, batch=2, window=3, progress=False)
+    assert res == whole
+
+    def dump(path):
+        env = lmdb.open(str(path), readonly=True, lock=False)
+        with env.begin() as txn:
+            rows = {bytes(k): bytes(v) for k, v in txn.cursor()}
+        env.close()
+        return rows
+
+    assert dump(tmp_path / "resumed") == dump(tmp_path / "whole")
+    rows = dump(tmp_path / "whole")
+    assert b"broken.png" in rows[b"bad-000000001"]
+
+    # read back as a dataset: images, real labels, and the teacher's stored outputs
+    from distill.data.datasets import LmdbDataset
+    from distill.preprocess import PreprocessConfig
+
+    ds = LmdbDataset(tmp_path / "whole", Charset.resolve("digits"), PreprocessConfig())
+    sample = ds[0]
+    assert sample["label"] is not None and set(sample["teacher_cache"]) >= {"index", "probs"}
+    cached = CachedTeacher(str(tmp_path / "whole"))
+    cached.bind(Charset.resolve("digits"), 32)
+    out = cached({"teacher_cache": [ds[i]["teacher_cache"] for i in range(2)]})
+    valid = torch.arange(out.logits.shape[1])[None] < out.frames[:, None]
+    assert out.logits.shape[-1] == 11
+    assert torch.allclose(out.logits.exp().sum(-1)[valid], torch.ones(int(valid.sum())), atol=1e-4)
+    # a cache for another charset is refused
+    with pytest.raises(ValueError, match="charset 'digits', not 'ascii'"):
+        LmdbDataset(tmp_path / "whole", Charset.resolve("ascii"), PreprocessConfig())
+
+
+def test_training_from_the_cache_of_unlabeled_images(tiny_teacher, tmp_path, label_dir):
+    teacher = OnnxTeacher(str(tiny_teacher), min_width=48, name="tiny")
+    teacher.bind(Charset.resolve("digits"), 32)
+    cache = tmp_path / "cache"
+    teach(teacher, _items(label_dir, unlabeled=True), cache, topk=3, progress=False)
+    cfg = compose_cfg(
+        "train",
+        [
+            "debug=fdr",
+            *TINY,
+            *TINY_STUDENT,
+            "teacher=cache",
+            f"teacher.path={cache}",
+            "data=lmdb",
+            f"data.train=[{cache}]",
+            f"data.val=[{label_dir / 'gt.txt'}]",
+            "kd.ctc_target=auto",
+            "test=false",
+        ],
+        tmp_path / "run",
+    )
+    metrics = train(cfg)
+    assert np.isfinite(metrics["train/loss"])
+
+
+def test_teach_cli(tiny_teacher, tmp_path, label_dir, monkeypatch, capsys):
+    """The command: a teacher config, a source, shards, and clear errors."""
+    import distill.teach as cli
+
+    conf = tmp_path / "conf" / "teacher"
+    conf.mkdir(parents=True)
+    (conf / "tiny.yaml").write_text(
+        "teacher:\n  _target_: distill.onnx_teacher.OnnxTeacher\n"
+        f"  path: {tiny_teacher}\n  min_width: 48\n"
+    )
+    monkeypatch.setattr(cli, "ROOT", tmp_path)
+    args = ["--teacher", "tiny", "--charset", "digits", "--source", str(label_dir / "gt.txt")]
+    assert cli.main([*args, "--out", str(tmp_path / "c"), "--shard", "1/2"]) == 0
+    assert "3 samples written" in capsys.readouterr().out
+    assert (tmp_path / "c" / "shard-001-of-002" / "data.mdb").is_file()
+    assert cli.main([*args[:4], "--source", str(tmp_path / "none"), "--out", "x"]) == 2
+    assert "source not found" in capsys.readouterr().err
+    img = cv2.imread(str(next((label_dir / "img").iterdir())))
+    assert img is not None
