@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache clean
+.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-compare clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -46,11 +46,13 @@ demo: $(STAMP)
 # the inference benchmark. A finished run is kept; an interrupted one resumes from last.
 REF_DIR ?= logs/en
 DEVSET ?= ../shared/devsets/iiit5k_300/labels.tsv
-define ref_run
-	@if [ -f $(REF_DIR)/$(1)/metrics.json ]; then echo "$(REF_DIR)/$(1): finished, kept"; \
-	else $(PY) train.py experiment=$(2) hydra.run.dir=$(REF_DIR)/$(1) $(3) \
-		$$([ -f $(REF_DIR)/$(1)/checkpoints/last.ckpt ] && echo ckpt_path=last); fi
+# a training run in folder $(1): kept when finished, resumed from last.ckpt when interrupted
+define resumable_run
+	@if [ -f $(1)/metrics.json ]; then echo "$(1): finished, kept"; \
+	else $(PY) train.py experiment=$(2) hydra.run.dir=$(1) $(3) \
+		$$([ -f $(1)/checkpoints/last.ckpt ] && echo ckpt_path=last); fi
 endef
+ref_run = $(call resumable_run,$(REF_DIR)/$(1),$(2),$(3))
 reference: $(STAMP)
 	$(call ref_run,teacher,en_teacher)
 	$(call ref_run,student_kd,en_student_kd,teacher.ckpt=$(REF_DIR)/teacher/checkpoints/last.ckpt)
@@ -80,6 +82,20 @@ ppocrv6-cache: $(STAMP)
 	$(TEACH) --source $(GEN)/real/sroie_lines/train.tsv --out $(GEN)/ppocrv6/sroie_lines
 	$(TEACH) --source $(SHARED)/iiit5k_train_unlabeled/img --out $(GEN)/ppocrv6/iiit5k_unlabeled
 	$(TEACH) --source synth:20000 --out $(GEN)/ppocrv6/synth_en
+
+# The recipes for a foreign teacher, compared on equal data and steps (needs
+# ppocrv6-cache): labels only, (a) pseudo-labels, (b) + frame KL, (c) + mean KL.
+KD_DIR ?= logs/ppocrv6_en
+ppocrv6-compare: $(STAMP)
+	$(call resumable_run,$(KD_DIR)/labels,ppocrv6_en_labels)
+	$(call resumable_run,$(KD_DIR)/pseudo,ppocrv6_en,kd.w_kl=0)
+	$(call resumable_run,$(KD_DIR)/frame_kl,ppocrv6_en)
+	$(call resumable_run,$(KD_DIR)/mean_kl,ppocrv6_en,kd.mode=mean kd.blank_in_mean=false)
+	$(PY) benchmarks/kd_compare.py --name ppocrv6_en_recipes \
+		--run "labels only=$(KD_DIR)/labels" --run "(a) pseudo-labels=$(KD_DIR)/pseudo" \
+		--run "(b) + frame KL=$(KD_DIR)/frame_kl" --run "(c) + mean KL=$(KD_DIR)/mean_kl" \
+		--devset ../shared/devsets/iiit5k_300/labels.tsv:scene \
+		--devset ../shared/devsets/sroie_500/labels.tsv:caseless
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q --nbmake tests notebooks

@@ -16,7 +16,6 @@ benchmarks/results/batch_invariance_NAME.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -26,12 +25,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from results_io import write_results  # noqa: E402
 
 from distill.labelfile import read_label_file  # noqa: E402
 from distill.predict import Recognizer, read_image  # noqa: E402
 from distill.preprocess import ImageError, preprocess  # noqa: E402
-
-RESULTS = ROOT / "benchmarks" / "results"
 
 
 def load_lines(label_files: list[Path], per_file: int, synthetic: int) -> list[tuple[str, object]]:
@@ -173,11 +173,7 @@ def main(argv=None) -> int:
         + (" --labels " + " ".join(str(f) for f in args.labels) if args.labels else "")
         + f" --per-file {args.per_file} --synthetic {args.synthetic} --name {args.name}",
     }
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"batch_invariance_{args.name}.json").write_text(json.dumps(report, indent=1) + "\n")
-    md = markdown(report)
-    (RESULTS / f"batch_invariance_{args.name}.md").write_text(md)
-    print(md)
+    write_results(f"batch_invariance_{args.name}", report, markdown(report))
     return 0
 
 

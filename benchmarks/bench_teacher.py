@@ -17,15 +17,16 @@ Writes benchmarks/results/teacher_NAME.{json,md}.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from omegaconf import OmegaConf  # noqa: E402
+from results_io import write_results  # noqa: E402
 
 from distill.charset import Charset  # noqa: E402
 from distill.labelfile import read_label_file  # noqa: E402
@@ -33,7 +34,6 @@ from distill.metrics import score  # noqa: E402
 from distill.onnx_teacher import OnnxTeacher  # noqa: E402
 from distill.predict import read_image  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results"
 VARIANTS = [  # (channel order, min width, stretch, frames read past the ink)
     ("bgr", 320, 1.0, 0),
     ("bgr", 320, 1.0, 1),
@@ -155,10 +155,7 @@ def main(argv=None) -> int:
     ]
     md += [f"| {s['threads']} | {s['batch']} | {s['lines_per_s']:.1f} |" for s in speeds]
     md += ["", "```", report["command"], "```", ""]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"teacher_{args.teacher}.json").write_text(json.dumps(report, indent=1) + "\n")
-    (RESULTS / f"teacher_{args.teacher}.md").write_text("\n".join(md))
-    print("\n".join(md))
+    write_results(f"teacher_{args.teacher}", report, "\n".join(md))
     return 0
 
 

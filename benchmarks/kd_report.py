@@ -53,12 +53,13 @@ def _rel(path: Path) -> str:
     return os.path.relpath(path.resolve(), ROOT)
 
 
-def eval_on_devset(run: Path, devset: Path, protocol: str) -> tuple[dict, str]:
-    """Run eval.py on the run's last checkpoint (once); returns (metrics, command)."""
+def eval_on_devset(run: Path, devset: Path, protocol: str, suffix: str = "") -> tuple[dict, str]:
+    """Run eval.py on the run's last checkpoint (once); returns (metrics, command). The
+    result is kept in ``<run>/eval_<devset><suffix>/``."""
     ckpt = run / "checkpoints" / "last.ckpt"
     if not ckpt.is_file():
         raise FileNotFoundError(f"{ckpt} not found: did the training run in {run} finish?")
-    out_dir = run / f"eval_{devset.parent.name}"
+    out_dir = run / f"eval_{devset.parent.name}{suffix}"
     args = [
         "eval.py",
         f"ckpt_path={_rel(ckpt)}",

@@ -127,7 +127,7 @@ class LastCheckpoint(L.Callback):
         ):
             return
         tmp = self.path.with_name(self.path.name + ".tmp")
-        trainer.save_checkpoint(tmp)  # every rank calls it; the global rank 0 writes
+        trainer.save_checkpoint(tmp, weights_only=False)  # all ranks call it; global rank 0 writes
         if trainer.is_global_zero:
             os.replace(tmp, self.path)
         self._saved_step = trainer.global_step

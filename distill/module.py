@@ -280,12 +280,13 @@ class DistillationModule(RecognizerModule):
         teacher.bind(self.charset, self.preprocess_cfg.height)
         if teacher.preprocess is not None:
             teacher.check_student_input(self.preprocess_cfg)
-        self.ctc_target = kd.pop("ctc_target", "label")
+        terms = dict(kd)  # the loss terms' settings; the rest choose the CTC targets
+        self.ctc_target = terms.pop("ctc_target", "label")
         if self.ctc_target not in CTC_TARGETS:
             raise ValueError(f"kd.ctc_target must be one of {CTC_TARGETS}, got {self.ctc_target!r}")
-        self.min_confidence = float(kd.pop("min_confidence", 0.0))
+        self.min_confidence = float(terms.pop("min_confidence", 0.0))
         s_channels = self.net.backbone.out_channels
-        self.loss = DistillationLoss(**kd, feat_channels=(s_channels, teacher.feat_channels))
+        self.loss = DistillationLoss(**terms, feat_channels=(s_channels, teacher.feat_channels))
         self._check_frames()
         self._teacher_metrics = RecognitionMetrics(self.protocol)
         self._agree = torch.zeros(2, dtype=torch.float64)
@@ -351,7 +352,9 @@ class DistillationModule(RecognizerModule):
 
     def on_validation_epoch_end(self) -> None:
         super().on_validation_epoch_end()
-        self.log("val/teacher_acc", self._reduced(self._teacher_metrics)["acc"])
+        teacher = self._reduced(self._teacher_metrics)
+        # NaN when the teacher read none of the validation lines (a cache knows only its own)
+        self.log("val/teacher_acc", teacher["acc"] if teacher["n"] else float("nan"))
         agree = self.trainer.strategy.reduce(self._agree.to(self.device), reduce_op="sum")
         # NaN while the teacher emits no character at all: agreement is undefined then
         self.log("val/agreement", float(agree[0] / agree[1]) if agree[1] else float("nan"))

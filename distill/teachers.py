@@ -171,13 +171,12 @@ class CachedTeacher(Teacher):
     rate); train on the cache LMDBs, whose samples carry the outputs."""
 
     def __init__(self, path: str):
-        from distill.data.datasets import _lmdb_env
+        from distill.data.datasets import read_lmdb
 
         env_path = Path(path)
         if not (env_path / "data.mdb").is_file():
             raise FileNotFoundError(f"teacher cache not found (no data.mdb): {path}")
-        with _lmdb_env(env_path).begin() as txn:  # the datasets' shared read-only handle
-            raw = txn.get(b"teacher-meta")
+        raw = read_lmdb(env_path, lambda txn: txn.get(b"teacher-meta"))
         if raw is None:
             raise ValueError(
                 f"{path}: an LMDB without teacher outputs: write one with distill.teach"

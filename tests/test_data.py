@@ -200,6 +200,23 @@ def test_lmdb_roundtrip_and_bad_entries(tmp_path):
     assert pickle.loads(pickle.dumps(raw))[0]["label"] == "12"  # DataLoader workers
 
 
+def test_lmdb_reads_in_forked_dataloader_workers(tmp_path):
+    """LMDB refuses to open in a child a folder its parent holds open: opening the
+    dataset (which reads every label) must not leave it open in the parent."""
+    from torch.utils.data import DataLoader
+
+    from distill.data.collate import Collator
+
+    gt = make_label_file(tmp_path, [("img/ok_a.png", "12"), ("img/ok_b.png", "34")])
+    gt.write_text(gt.read_text().replace("malformed line without tab\n", ""))
+    label_file_to_lmdb(gt, tmp_path / "db")
+    ds = LmdbDataset(tmp_path / "db", DIGITS, PRE)
+    again = LmdbDataset(tmp_path / "db", DIGITS, PRE)  # train and val on the same folder
+    loader = DataLoader(ds, batch_size=2, num_workers=1, collate_fn=Collator(DIGITS))
+    batch = next(iter(loader))
+    assert sorted(batch["labels"]) == ["12", "34"] and again[0]["label"] == "12"
+
+
 def test_open_dataset_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="label file, an LMDB folder or a folder of images"):
         open_dataset(str(tmp_path / "nope.txt"), DIGITS, PRE)

@@ -202,7 +202,7 @@ def _distill_cfg(teacher_ckpt, out, *extra):
 
 
 def test_teacher_stays_frozen_and_out_of_checkpoint(teacher_ckpt, tmp_path):
-    cfg = _distill_cfg(teacher_ckpt, tmp_path, "callbacks=model_checkpoint")
+    cfg = _distill_cfg(teacher_ckpt, tmp_path, "callbacks=model_checkpoint", "kd.ctc_target=auto")
     L.seed_everything(0)
     model = build_module(cfg)
     assert isinstance(model, DistillationModule)
@@ -239,12 +239,14 @@ def test_teacher_stays_frozen_and_out_of_checkpoint(teacher_ckpt, tmp_path):
     # ... and the whole distillation module, teacher included, with load_from_checkpoint
     again = DistillationModule.load_from_checkpoint(last)
     assert again.teacher.fingerprint == model.teacher.fingerprint
-    assert repr(again.loss) == repr(model.loss)
+    assert repr(again.loss) == repr(model.loss) and again.ctc_target == "auto"
     for k, v in model.state_dict().items():
         assert torch.equal(v, again.state_dict()[k]), k
 
     # resume from last: continues the distillation run
-    cfg = _distill_cfg(teacher_ckpt, tmp_path, "trainer.max_steps=6", "ckpt_path=last")
+    cfg = _distill_cfg(
+        teacher_ckpt, tmp_path, "trainer.max_steps=6", "ckpt_path=last", "kd.ctc_target=auto"
+    )
     train(cfg)
     ckpt = torch.load(last, map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 6

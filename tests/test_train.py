@@ -72,36 +72,60 @@ def _ascii_teacher(path: Path) -> Path:
     return path
 
 
+def _ascii_cache(path: Path) -> Path:
+    """A teacher-label cache for the ascii charset, written by a tiny ONNX teacher."""
+    from distill.charset import Charset
+    from distill.onnx_teacher import OnnxTeacher
+    from distill.teach import source_items, teach
+
+    from .test_teachers import TEACHER_CHARS, export_tiny
+
+    onnx_path = export_tiny(path.parent / "tiny_rec.onnx", len(TEACHER_CHARS) + 2)
+    teacher = OnnxTeacher(str(onnx_path), min_width=48, name="tiny")
+    teacher.bind(Charset.resolve("ascii"), 32)
+    items = source_items(str(ROOT / "data" / "samples" / "gt.txt"), Charset.resolve("ascii"))
+    teach(teacher, items[:8], path, topk=3, progress=False)
+    return path
+
+
 @pytest.mark.parametrize("experiment", group_options("experiment"))
 def test_every_experiment_builds_the_module_it_trains(experiment, tmp_path):
     """An experiment composes into the very module train() fits: a distillation
     experiment into a DistillationModule with its teacher, the others into the model
-    they name, with the experiment's network and preprocessing."""
+    they name, with the experiment's network, preprocessing and data."""
     from distill.module import DistillationModule
+    from distill.teachers import teacher_requested
 
-    cfg = compose_cfg("train", [f"experiment={experiment}"], tmp_path)
-    wants_teacher = bool(cfg.teacher.ckpt)
-    if wants_teacher:  # the experiment names its teacher's checkpoint, absent here
-        with pytest.raises(FileNotFoundError, match=r"teacher.ckpt not found: .*last.ckpt"):
+    # generated data and teachers are looked for under tmp_path, where there are none
+    base = [f"experiment={experiment}", f"paths.data_dir={tmp_path}"]
+    cfg = compose_cfg("train", base, tmp_path)
+    kind = cfg.teacher._target_.rsplit(".", 1)[-1]
+    stand_in = {  # the teachers these experiments name do not exist in a test
+        "CheckpointTeacher": ("ckpt", lambda: _ascii_teacher(tmp_path / "teacher.ckpt")),
+        "CachedTeacher": ("path", lambda: _ascii_cache(tmp_path / "cache")),
+    }[kind]
+    runs = []
+    if teacher_requested(cfg.teacher):
+        with pytest.raises(FileNotFoundError, match=r"not found"):  # names the missing file
             build_module(cfg)
-    teacher = _ascii_teacher(tmp_path / "teacher.ckpt")
-    runs = [(cfg if not wants_teacher else None, False)]
-    if wants_teacher or experiment == "demo":  # make demo distills experiment=demo too
-        kd = [f"experiment={experiment}", f"teacher.ckpt={teacher}"]
-        runs.append((compose_cfg("train", kd, tmp_path), True))
+    else:
+        runs.append((cfg, False))
+    if teacher_requested(cfg.teacher) or experiment == "demo":  # make demo distills it too
+        where = stand_in[1]()
+        over = [*base, f"teacher.{stand_in[0]}={where}"]
+        runs.append((compose_cfg("train", over, tmp_path), True))
     for run_cfg, distilled in runs:
-        if run_cfg is None:
-            continue
         module = build_module(run_cfg)
         assert isinstance(module, DistillationModule) == distilled
         if distilled:
-            assert module.teacher.source == str(teacher)
-            assert repr(module.loss).startswith("loss = 1*ctc + 1*kl(tau=2)")
+            assert module.teacher.config[stand_in[0]] == str(where)
+            assert repr(module.loss).startswith("loss = 1*ctc")
         net = dict(module.hparams["net"])
         for key in ("backbone", "hidden", "layers"):
             assert net[key] == run_cfg.model.net[key]
-        assert module.preprocess_cfg.max_width == 256 and module.charset.name == "ascii"
-        assert module.hparams["data"]["batch_size"] == 32
+        assert module.preprocess_cfg.to_dict() == dict(run_cfg.preprocess)
+        assert module.charset.name == run_cfg.charset
+        assert module.hparams["data"]["batch_size"] == run_cfg.data.batch_size
 
 
 @pytest.mark.parametrize(

@@ -191,6 +191,24 @@ def _lmdb_env(path: Path):
     return _LMDB_ENVS[key]
 
 
+def read_lmdb(path: Path, read):
+    """``read(txn)`` on an LMDB without keeping it open in this process (unless it is
+    open already): DataLoader workers are forked from this process, and LMDB refuses to
+    open in a child a folder that its parent holds open."""
+    import lmdb
+
+    key = (os.getpid(), str(path.resolve()))
+    if key in _LMDB_ENVS:
+        with _LMDB_ENVS[key].begin() as txn:
+            return read(txn)
+    env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False)
+    try:
+        with env.begin() as txn:
+            return read(txn)
+    finally:
+        env.close()
+
+
 class LmdbDataset(_ImageDataset):
     """DTRB layout: ``num-samples``, ``image-%09d``, ``label-%09d``, 1-based keys.
 
@@ -214,20 +232,23 @@ class LmdbDataset(_ImageDataset):
         self.path = Path(path)
         if not is_lmdb(self.path):
             raise FileNotFoundError(f"not an LMDB folder (no data.mdb): {self.path}")
-        with self._open().begin() as txn:
+
+        def read_labels(txn):
             raw = txn.get(b"num-samples")
             if raw is None:
                 raise ValueError(f"{self.path}: LMDB has no 'num-samples' key (not DTRB layout)")
-            n = int(raw)
             meta = txn.get(b"teacher-meta")
-            self.teacher_meta = json.loads(meta) if meta is not None else None
+            meta = json.loads(meta) if meta is not None else None
             labels = []
-            for k in range(1, n + 1):
+            for k in range(1, int(raw) + 1):
                 lab = txn.get(b"label-%09d" % k)
                 lab = lab.decode("utf-8") if lab is not None else ""
-                if self.teacher_meta is not None and txn.get(b"gt-%09d" % k) is None:
+                if meta is not None and txn.get(b"gt-%09d" % k) is None:
                     lab = None  # the stored label is the teacher's reading
                 labels.append(lab)
+            return meta, labels
+
+        self.teacher_meta, labels = read_lmdb(self.path, read_labels)
         if self.teacher_meta is not None and self.teacher_meta["charset"]["chars"] != charset.chars:
             raise ValueError(
                 f"{self.path}: teacher outputs stored for charset "

@@ -1,0 +1,110 @@
+"""Several training runs side by side on real dev sets: which distillation recipe wins.
+
+    python benchmarks/kd_compare.py --name ppocrv6_en_recipes \\
+        --run "labels only=logs/ppocrv6_en/labels" --run "(a) pseudo=logs/ppocrv6_en/pseudo" \\
+        --devset ../shared/devsets/iiit5k_300/labels.tsv:scene \\
+        --devset ../shared/devsets/sroie_500/labels.tsv:caseless
+
+For each run: its command, steps, wall time, the validation scores at the last step, and
+its last checkpoint scored with eval.py on every dev set (kept in
+``<run>/eval_<devset>_<protocol>/eval.json`` and reused only for the same checkpoint, dev
+set and protocol). Writes benchmarks/results/NAME.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+sys.path.insert(0, str(ROOT))
+
+from kd_report import _rel, eval_on_devset, learning_curves, train_command  # noqa: E402
+from results_io import write_results  # noqa: E402
+
+from distill.compare import load_runs, pct  # noqa: E402
+
+
+def summarize(title: str, run: Path, devsets: list[tuple[Path, str]]) -> dict:
+    ((_, m),) = load_runs([str(run)])
+    dev = {}
+    for path, protocol in devsets:
+        metrics, command = eval_on_devset(run, path, protocol, suffix=f"_{protocol}")
+        dev[path.parent.name] = {k: metrics[k] for k in ("n", "acc", "cer")} | {"eval": command}
+    return {
+        "title": title,
+        "run": _rel(run),
+        "steps": m["steps"],
+        "wall_time_s": m["wall_time_s"],
+        "val": {k: m["metrics"].get(f"val/{k}") for k in ("acc", "cer")},
+        "devsets": dev,
+        "train": train_command(run),
+        "curves": learning_curves(run),
+    }
+
+
+def markdown(report: dict) -> str:
+    names = [Path(p).parent.name for p, _ in report["devsets"]]
+    lines = [f"# {report['name']}", ""]
+    if report.get("note"):
+        lines += [report["note"], ""]
+    lines += [
+        "Dev sets: "
+        + ", ".join(f"`{Path(p).parent.name}` ({proto})" for p, proto in report["devsets"])
+        + "; validation: the runs' own held-out split.",
+        "",
+        "| run | steps | minutes | val acc | val CER | "
+        + " | ".join(f"{n} acc | {n} CER" for n in names)
+        + " |",
+        "|---|---|---|---|---|" + "---|---|" * len(names),
+    ]
+    for r in report["runs"]:
+        dev = " | ".join(
+            f"{pct(r['devsets'][n]['acc'])} | {pct(r['devsets'][n]['cer'])}" for n in names
+        )
+        lines.append(
+            f"| {r['title']} | {r['steps']} | {r['wall_time_s'] / 60:.1f} | {pct(r['val']['acc'])} "
+            f"| {pct(r['val']['cer'])} | {dev} |"
+        )
+    lines += ["", "Commands:", "", "```"]
+    lines += [r["train"] for r in report["runs"]]
+    lines += [d["eval"] for r in report["runs"] for d in r["devsets"].values()]
+    lines += [report["command"], "```", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--run", action="append", required=True, help="TITLE=RUN_DIR")
+    ap.add_argument("--devset", action="append", required=True, help="LABELFILE:PROTOCOL")
+    ap.add_argument("--note", default="")
+    args = ap.parse_args(argv)
+    devsets = []
+    for spec in args.devset:
+        path, _, protocol = spec.rpartition(":")
+        if not Path(path).is_file():
+            ap.error(f"dev set not found: {path}")
+        devsets.append((Path(path), protocol))
+    runs = []
+    for spec in args.run:
+        title, _, run = spec.partition("=")
+        runs.append(summarize(title, Path(run), devsets))
+    report = {
+        "name": args.name,
+        "note": args.note,
+        "devsets": [(str(p), proto) for p, proto in devsets],
+        "runs": runs,
+        "command": "python benchmarks/kd_compare.py --name "
+        + args.name
+        + "".join(f' --run "{s}"' for s in args.run)
+        + "".join(f" --devset {s}" for s in args.devset),
+    }
+    write_results(args.name, report, markdown(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
