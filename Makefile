@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-compare clean
+.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-compare ppocrv6-views clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -94,6 +94,18 @@ ppocrv6-compare: $(STAMP)
 	$(PY) benchmarks/kd_compare.py --name ppocrv6_en_recipes \
 		--run "labels only=$(KD_DIR)/labels" --run "(a) pseudo-labels=$(KD_DIR)/pseudo" \
 		--run "(b) + frame KL=$(KD_DIR)/frame_kl" --run "(c) + mean KL=$(KD_DIR)/mean_kl" \
+		--devset ../shared/devsets/iiit5k_300/labels.tsv:scene \
+		--devset ../shared/devsets/sroie_500/labels.tsv:caseless
+
+# Which image should the teacher read: the clean one, or the augmented one the student
+# sees? The same recipe with PP-OCRv6 online, both ways (needs ppocrv6-cache for images).
+KD_VIEWS ?= kd.w_kl=0
+ppocrv6-views: $(STAMP)
+	$(call resumable_run,$(KD_DIR)/online_clean,ppocrv6_en_online,teacher.view=clean $(KD_VIEWS))
+	$(call resumable_run,$(KD_DIR)/online_augmented,ppocrv6_en_online,teacher.view=augmented $(KD_VIEWS))
+	$(PY) benchmarks/kd_compare.py --name ppocrv6_en_views \
+		--run "teacher reads the clean image=$(KD_DIR)/online_clean" \
+		--run "teacher reads the augmented image=$(KD_DIR)/online_augmented" \
 		--devset ../shared/devsets/iiit5k_300/labels.tsv:scene \
 		--devset ../shared/devsets/sroie_500/labels.tsv:caseless
 

@@ -9,7 +9,8 @@ Accuracy: every line read alone (batch 1) with the channel order (BGR as PaddleO
 feeds OpenCV images, or RGB), right-padded to at least 320 px or read at its own width,
 at its own aspect ratio or stretched 4/3 wider (so it emits as many frames as the
 student), decoding the frames that see ink or one more; readings mapped onto the ascii
-charset. Speed: lines/s over the first 256
+charset. The last row reads each line after the training augmentation (the view
+a teacher gets with ``teacher.view=augmented``). Speed: lines/s over the first 256
 lines of the first dev set, sorted by width, at batch 1, 8 and 32 with 1 and 2 threads.
 Writes benchmarks/results/teacher_NAME.{json,md}.
 """
@@ -34,13 +35,28 @@ from distill.metrics import score  # noqa: E402
 from distill.onnx_teacher import OnnxTeacher  # noqa: E402
 from distill.predict import read_image  # noqa: E402
 
-VARIANTS = [  # (channel order, min width, stretch, frames read past the ink)
-    ("bgr", 320, 1.0, 0),
-    ("bgr", 320, 1.0, 1),
-    ("rgb", 320, 1.0, 1),
-    ("bgr", 8, 1.0, 1),
-    ("bgr", 320, 4 / 3, 1),
+VARIANTS = [  # (channel order, min width, stretch, frames read past the ink, view)
+    ("bgr", 320, 1.0, 0, "clean"),
+    ("bgr", 320, 1.0, 1, "clean"),
+    ("rgb", 320, 1.0, 1, "clean"),
+    ("bgr", 8, 1.0, 1, "clean"),
+    ("bgr", 320, 4 / 3, 1, "clean"),
+    ("bgr", 320, 1.0, 1, "augmented"),
 ]
+
+
+def augmented(images: list) -> list:
+    """The images as a student sees them in training (conf/data/synth.yaml's
+    augmentation, every transform drawn with its training probability; seeded)."""
+    import numpy as np
+    import yaml
+
+    from distill.data.augment import Augmenter
+
+    probs = yaml.safe_load((ROOT / "conf" / "data" / "synth.yaml").read_text())["augment"]
+    aug = Augmenter(**probs)
+    np.random.seed(0)
+    return [aug(img) for img in images]
 
 
 def teacher_config(name: str) -> dict:
@@ -95,7 +111,8 @@ def main(argv=None) -> int:
             )
         )
     rows = []
-    for order, min_width, stretch, margin in VARIANTS:
+    views = {"clean": [s[1] for s in sets], "augmented": [augmented(s[1]) for s in sets]}
+    for order, min_width, stretch, margin, view in VARIANTS:
         teacher = build(
             base, channel_order=order, min_width=min_width, stretch=stretch, frame_margin=margin
         )
@@ -104,8 +121,9 @@ def main(argv=None) -> int:
             "min_width": min_width,
             "stretch": round(stretch, 3),
             "frame_margin": margin,
+            "view": view,
         }
-        for name, images, labels, protocol in sets:
+        for (name, _, labels, protocol), images in zip(sets, views[view]):
             row[name] = accuracy(teacher, images, labels, protocol)
             print(row, flush=True)
         rows.append(row)
@@ -133,15 +151,15 @@ def main(argv=None) -> int:
         + ", ".join(f"{n}: {p} protocol" for n, _, _, p in sets)
         + ".",
         "",
-        "| channel order | padded to | stretch | frames past the ink | "
+        "| image | channel order | padded to | stretch | frames past the ink | "
         + " | ".join(f"{n} acc | {n} CER" for n in names)
         + " |",
-        "|---|---|---|---|" + "---|---|" * len(names),
+        "|---|---|---|---|---|" + "---|---|" * len(names),
     ]
     for r in rows:
         padded = f">= {r['min_width']} px" if r["min_width"] > 8 else "own width"
         md.append(
-            f"| {r['channel_order']} | {padded} "
+            f"| {r['view']} | {r['channel_order']} | {padded} "
             f"| {r['stretch']:g} | {r['frame_margin']} | "
             + " | ".join(f"{100 * r[n]['acc']:.1f}% | {100 * r[n]['cer']:.1f}%" for n in names)
             + " |"
