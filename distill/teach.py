@@ -215,7 +215,13 @@ def build_teacher(name: str, charset: Charset, height: int, **over):
     if not path.is_file():
         raise FileNotFoundError(f"no teacher config {path}")
     cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "teacher" / f"{name}.yaml"))
-    teacher = instantiate({**cfg["teacher"], **over})
+    spec = cfg.get("teacher", cfg)  # global-package teacher configs nest it under 'teacher'
+    teacher = instantiate({**spec, **over})
+    if not hasattr(teacher, "read"):
+        raise ValueError(
+            f"teacher {name!r} does not read raw images; the cache is for teachers that do "
+            "(teacher=ppocrv6, teacher=onnx)"
+        )
     teacher.bind(charset, height)
     return teacher
 
@@ -242,10 +248,10 @@ def main(argv=None) -> int:
         required=True,
         help="label file, LMDB, folder of images, or synth:N[:LANG] (repeatable)",
     )
-    ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--out", required=True, type=Path, help="the LMDB folder to write (or resume)")
     ap.add_argument("--shard", default="0/1", help="I/N: this process takes items I, I+N, ...")
-    ap.add_argument("--topk", type=int, default=8)
-    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--topk", type=int, default=8, help="classes kept per frame")
+    ap.add_argument("--batch", type=int, default=32, help="lines per teacher call")
     ap.add_argument("--workers", type=int, default=2, help="image decoding threads")
     ap.add_argument("--seed", type=int, default=0, help="synth: which lines")
     args = ap.parse_args(argv)
