@@ -39,6 +39,9 @@ demo: $(STAMP)
 	@$(PY) -m distill.predict $(DEMO_DIR)/student_kd.onnx data/samples/gt.txt --quiet
 	@echo "INT8 on data/samples/gt.txt:"
 	@$(PY) -m distill.predict $(DEMO_DIR)/student_kd_int8.onnx data/samples/gt.txt --quiet
+	@echo; echo "The shipped reference model (models/en_student.onnx, see models/README.md) on the same lines:"
+	$(PY) -m distill.predict models/en_student.onnx data/samples/img/00[0-7].png
+	@$(PY) -m distill.predict models/en_student.onnx data/samples/gt.txt --quiet
 	@echo; echo "TensorBoard: make tensorboard  (logs under $(DEMO_DIR))"
 
 # the English reference model (README "Reproduce"): teacher (~1 h on 2 cores), distilled
