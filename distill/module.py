@@ -278,8 +278,7 @@ class DistillationModule(RecognizerModule):
         self.hparams.update({"teacher": teacher.config, "kd": kd})
         self._teacher_holder = [teacher]  # a list keeps it out of the registered children
         teacher.bind(self.charset, self.preprocess_cfg.height)
-        if teacher.preprocess is not None:
-            teacher.check_student_input(self.preprocess_cfg)
+        teacher.check_student_input(self.preprocess_cfg)
         terms = dict(kd)  # the loss terms' settings; the rest choose the CTC targets
         self.ctc_target = terms.pop("ctc_target", "label")
         if self.ctc_target not in CTC_TARGETS:

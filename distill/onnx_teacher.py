@@ -265,9 +265,6 @@ class OnnxTeacher(Teacher):
                 "".join(self.vocab.missing[:40]),
             )
 
-    def check_student_input(self, student) -> None:
-        """It reads raw images with its own preprocessing: any student input is fine."""
-
     def to(self, device) -> OnnxTeacher:
         self.device = torch.device(device)
         return self

@@ -80,7 +80,10 @@ class Teacher:
 
     def check_student_input(self, student: PreprocessConfig) -> None:
         """Raise when the student's batch would look different to this teacher than
-        what it was trained on (the width limits do not: a CRNN reads any width)."""
+        what it was trained on (the width limits do not: a CRNN reads any width). A
+        teacher that reads raw images its own way (no ``preprocess``) takes any."""
+        if self.preprocess is None:
+            return
         diff = {
             k: (getattr(self.preprocess, k), getattr(student, k))
             for k in INPUT_FIELDS
@@ -238,11 +241,9 @@ def teacher_requested(cfg) -> bool:
 
 def resolve_preprocess(user: dict | None, teacher: Teacher | None) -> PreprocessConfig:
     """The student's preprocessing: the values the user set, the rest from the teacher
-    (when it reads the student's batch) or the built-in defaults."""
+    (when it reads the student's batch) or the built-in defaults. Whether the teacher
+    can read the result is checked by the DistillationModule."""
     shared = teacher is not None and teacher.preprocess is not None
     base = teacher.preprocess.to_dict() if shared else {}
     chosen = {k: v for k, v in dict(user or {}).items() if v is not None}
-    resolved = PreprocessConfig.from_dict({**base, **chosen})
-    if shared:
-        teacher.check_student_input(resolved)
-    return resolved
+    return PreprocessConfig.from_dict({**base, **chosen})

@@ -90,11 +90,14 @@ def make_trainer(trainer_cfg: DictConfig, **kwargs) -> L.Trainer:
     return hydra.utils.instantiate(trainer_cfg, precision=precision, **kwargs)
 
 
-def build_module(cfg: DictConfig, teacher=None) -> L.LightningModule:
-    """The supervised module, or the distillation module when a teacher is set. The
-    data config rides along in the checkpoint."""
-    if teacher is None:
-        teacher = prepare(cfg)
+def build_module(cfg: DictConfig) -> L.LightningModule:
+    """The module a config trains: :func:`prepare`, then :func:`make_module`."""
+    return make_module(cfg, prepare(cfg))
+
+
+def make_module(cfg: DictConfig, teacher) -> L.LightningModule:
+    """The supervised module, or the distillation module when there is a teacher, from
+    a prepared config. The data config rides along in the checkpoint."""
     data = OmegaConf.to_container(cfg.data, resolve=True)
     if teacher is None:
         return hydra.utils.instantiate(cfg.model, data=data, _recursive_=False)
@@ -141,7 +144,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         labels_from_teacher=teacher is not None,
         _convert_="all",
     )
-    model = build_module(cfg, teacher)
+    model = make_module(cfg, teacher)
     clock = WallClock()
     callbacks = [*_instantiate_group(cfg.get("callbacks")), clock]
     loggers = _instantiate_group(cfg.get("logger"))
