@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-compare ppocrv6-views clean
+.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -85,6 +85,11 @@ ppocrv6-cache: $(STAMP)
 	$(TEACH) --source $(GEN)/real/sroie_lines/train.tsv --out $(GEN)/ppocrv6/sroie_lines
 	$(TEACH) --source $(SHARED)/iiit5k_train_unlabeled/img --out $(GEN)/ppocrv6/iiit5k_unlabeled
 	$(TEACH) --source synth:20000 --out $(GEN)/ppocrv6/synth_en
+	$(TEACH) --source synth:40000:en:mix --out $(GEN)/ppocrv6/synth_mix_en
+
+# The English reference student v2 (hours on 2 CPU cores; resumes when run again)
+en-student-v2: $(STAMP)
+	$(call resumable_run,logs/en_student_v2,en_student_v2)
 
 # The recipes for a foreign teacher, compared on equal data and steps (needs
 # ppocrv6-cache): labels only, (a) pseudo-labels, (b) + frame KL, (c) + mean KL.
@@ -101,8 +106,9 @@ ppocrv6-compare: $(STAMP)
 		--devset ../shared/devsets/sroie_500/labels.tsv:caseless
 
 # Which image should the teacher read: the clean one, or the augmented one the student
-# sees? The same recipe with PP-OCRv6 online, both ways (needs ppocrv6-cache for images).
-KD_VIEWS ?= kd.w_kl=0
+# sees? The default recipe with PP-OCRv6 online, both ways, 1000 steps each (online the
+# teacher costs as much as the student; needs ppocrv6-cache for the images).
+KD_VIEWS ?= trainer.max_steps=1000
 ppocrv6-views: $(STAMP)
 	$(call resumable_run,$(KD_DIR)/online_clean,ppocrv6_en_online,teacher.view=clean $(KD_VIEWS))
 	$(call resumable_run,$(KD_DIR)/online_augmented,ppocrv6_en_online,teacher.view=augmented $(KD_VIEWS))
@@ -111,6 +117,33 @@ ppocrv6-views: $(STAMP)
 		--run "teacher reads the augmented image=$(KD_DIR)/online_augmented" \
 		--devset ../shared/devsets/iiit5k_300/labels.tsv:scene \
 		--devset ../shared/devsets/sroie_500/labels.tsv:caseless
+
+# the Debian font packages the renderer draws with (Latin and CJK; root or sudo);
+# idempotent: nothing runs when all are installed
+fonts:
+	bash scripts/install_fonts.sh
+
+# one grid of samples per render profile, as drawn and as the model sees them
+preview: $(STAMP)
+	$(PY) -m distill.data.preview --out benchmarks/results/preview --lang en --augment
+	$(PY) -m distill.data.preview --out benchmarks/results/preview --lang zh --augment
+
+# Old data vs new: the same student, steps and preprocessing trained on the short clean
+# lines of before and on every render profile (labels only), scored on IIIT5K and on
+# document lines rendered with fonts held out of training
+DATA_DIR ?= logs/data_en
+HELDOUT_DOC_EN := data/generated/heldout/document_en
+data-compare: $(STAMP)
+	@[ -f $(HELDOUT_DOC_EN)/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
+		--lang en --fonts heldout --size 500 --out $(HELDOUT_DOC_EN)
+	$(call resumable_run,$(DATA_DIR)/short_clean,en_lines,\
+		data.train.profiles.document=0 data.train.profiles.scene=0 data.train.max_chars=14)
+	$(call resumable_run,$(DATA_DIR)/profiles,en_lines)
+	$(PY) benchmarks/kd_compare.py --name data_en \
+		--run "short clean lines (before)=$(DATA_DIR)/short_clean" \
+		--run "document + scene + clean profiles=$(DATA_DIR)/profiles" \
+		--devset ../shared/devsets/iiit5k_300/labels.tsv:scene \
+		--devset $(HELDOUT_DOC_EN)/labels.tsv:exact
 
 test: $(STAMP) lint
 	$(PY) -m pytest -q --nbmake tests notebooks

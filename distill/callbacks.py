@@ -30,15 +30,15 @@ class ThroughputMonitor(L.Callback):
 
 def _panel_font(texts: list[str], size: int = 14):
     """A font that has every character of ``texts`` (CJK labels need a CJK font)."""
-    from distill.data.synth import FontLibrary
+    from distill.data.fonts import FontLibrary
 
     text = "".join(texts)
     try:
         lib = FontLibrary()
         # the font covering the most of the text (all of it, when one does)
         need = {ord(c) for c in text if not c.isspace()}
-        best = max(range(len(lib)), key=lambda i: len(need & lib.coverage[i]))
-        return ImageFont.truetype(lib.paths[best], size)
+        best = max(lib.faces, key=lambda f: len(need & f.coverage))
+        return ImageFont.truetype(best.path, size, index=best.index)
     except FileNotFoundError:
         pass
     return ImageFont.load_default()

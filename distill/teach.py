@@ -6,7 +6,8 @@
 
 A teacher costs several milliseconds per line on a CPU, about a student's training
 step; read once, its outputs serve every epoch. ``--source`` is a label file, an LMDB,
-a folder of unlabeled images, or ``synth:N[:LANG]`` rendered lines. The output is an
+a folder of unlabeled images, or ``synth:N[:LANG[:PROFILE]]`` rendered lines (PROFILE:
+clean, document, scene, or ``mix``, the default mix of ``data=synth``). The output is an
 LMDB in the DTRB layout (``image-%09d``; ``label-%09d``: the ground truth, or the
 teacher's reading for an unlabeled image) plus, per sample, the teacher's reading, its
 confidence and its top-k class probabilities per valid frame in float16, mapped onto
@@ -49,6 +50,9 @@ class Item:
     label: str | None
 
 
+SYNTH_MIX = {"document": 0.5, "scene": 0.3, "clean": 0.2}  # conf/data/synth.yaml's mix
+
+
 def source_items(spec: str, charset: Charset, seed: int = 0) -> list[Item]:
     """The items of a source, in a fixed order (shards and resumes rely on it)."""
     from distill.data.datasets import IMAGE_SUFFIXES, is_lmdb
@@ -58,14 +62,16 @@ def source_items(spec: str, charset: Charset, seed: int = 0) -> list[Item]:
         from distill.data.synth import SynthDataset
         from distill.preprocess import PreprocessConfig
 
-        _, n, *lang = spec.split(":")
+        _, n, *rest = spec.split(":")
+        lang, profile = (rest + ["en", "clean"][len(rest) :])[:2]
         ds = SynthDataset(
             charset,
             PreprocessConfig(),
             size=int(n),
-            lang=(lang or ["en"])[0],
+            lang=lang,
             seed=seed,
             deterministic=True,
+            profiles=SYNTH_MIX if profile == "mix" else profile,
         )
 
         def render(i: int) -> bytes:
@@ -246,7 +252,8 @@ def main(argv=None) -> int:
         "--source",
         action="append",
         required=True,
-        help="label file, LMDB, folder of images, or synth:N[:LANG] (repeatable)",
+        help="label file, LMDB, folder of images, or synth:N[:LANG[:PROFILE]] with PROFILE "
+        "clean (default), document, scene or mix (repeatable)",
     )
     ap.add_argument("--out", required=True, type=Path, help="the LMDB folder to write (or resume)")
     ap.add_argument("--shard", default="0/1", help="I/N: this process takes items I, I+N, ...")

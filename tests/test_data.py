@@ -45,14 +45,14 @@ def test_synth_text_stays_in_charset_and_every_line_has_a_font(lang, charset):
         fonts = ds.fonts.fonts_for(text)
         assert fonts, text
         for f in fonts:  # every chosen font really has every glyph
-            assert {ord(c) for c in text if not c.isspace()} <= ds.fonts.coverage[f]
+            assert {ord(c) for c in text if not c.isspace()} <= ds.fonts.faces[f].coverage
     if lang == "zh":
         assert sum(any("\u4e00" <= c <= "\u9fff" for c in t) for t in ds.texts) > 100
 
 
 def test_renderer_refuses_text_without_glyphs():
     lib = FontLibrary()
-    assert not any("LastResort" in p for p in lib.paths)  # placeholder glyphs only
+    assert not any("LastResort" in f.path for f in lib.faces)  # placeholder glyphs only
     with pytest.raises(ValueError, match="no font has glyphs"):
         LineRenderer(lib).render("\U0001f9ff\U00013000", np.random.default_rng(0))
 
