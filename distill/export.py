@@ -164,12 +164,13 @@ class ParityReport:
 def check_parity(
     module: RecognizerModule,
     onnx_path: str | Path,
-    widths=PARITY_WIDTHS,
+    widths=None,
     batches=PARITY_BATCHES,
     atol: float = PARITY_ATOL,
 ) -> ParityReport:
     """Compare onnxruntime and PyTorch logits and decoded strings on several shapes, with
-    lines of different valid widths in each batch.
+    lines of different valid widths in each batch; by default PARITY_WIDTHS plus the
+    model's own ``max_width`` (1600 px for ~110-character document lines).
 
     A decoded string may differ only where PyTorch's own top-2 margin is a near tie
     (below 1e-4), which any float rounding can flip; that is reported, not hidden."""
@@ -178,6 +179,8 @@ def check_parity(
     sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     report = ParityReport()
     net = module.net.eval()
+    if widths is None:
+        widths = sorted({*PARITY_WIDTHS, module.preprocess_cfg.max_width})
     for b in batches:
         for w in widths:
             x, valid = parity_inputs(module.preprocess_cfg, w, b)

@@ -27,10 +27,10 @@ NETS = {
 }
 
 
-def make_ckpt(path, net, charset="ascii", channels=1):
+def make_ckpt(path, net, charset="ascii", channels=1, max_width=256):
     torch.manual_seed(0)
     module = RecognizerModule(
-        net=net, charset=charset, preprocess={"channels": channels, "max_width": 256}
+        net=net, charset=charset, preprocess={"channels": channels, "max_width": max_width}
     )
     torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
     return path
@@ -43,14 +43,15 @@ def student_onnx(tmp_path_factory):
     return export_onnx(module, d / "s.onnx", "tiny-student"), module
 
 
-@pytest.mark.parametrize("kind", ["teacher", "student"])
-def test_export_parity_at_several_widths_and_batches(kind, tmp_path):
-    module = load_recognizer(make_ckpt(tmp_path / "m.ckpt", NETS[kind]))
+@pytest.mark.parametrize("kind, max_width", [("teacher", 256), ("student", 1600)])
+def test_export_parity_at_several_widths_and_batches(kind, max_width, tmp_path):
+    """The fixed widths plus the model's own max_width: a 1600 px document line too."""
+    module = load_recognizer(make_ckpt(tmp_path / "m.ckpt", NETS[kind], max_width=max_width))
     path = export_onnx(module, tmp_path / "m.onnx", kind)
     report = check_parity(module, path)
     assert report.ok, str(report)
     assert {(r["batch"], r["width"]) for r in report.rows} == {
-        (b, w) for b in (1, 7) for w in (32, 100, 320, 800)
+        (b, w) for b in (1, 7) for w in (32, 100, 320, 800, max_width)
     }
     assert max(r["max_abs_diff"] for r in report.rows) < 1e-3
     graph = onnx.load(str(path)).graph

@@ -134,6 +134,7 @@ class _FaceCache:
         base = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
         self.path = Path(base) / "distill" / "font_faces.json"
         self.entries: dict | None = None
+        self.decoded: dict[str, list] = {}  # this process's faces, ready to use
         self.dirty = False
 
     def _load(self) -> dict:
@@ -147,14 +148,17 @@ class _FaceCache:
     def faces(self, path: str) -> list[tuple[int, str, str, frozenset[int]]]:
         st = os.stat(path)
         key = f"{path}|{st.st_size}|{int(st.st_mtime)}"
+        if key in self.decoded:
+            return self.decoded[key]
         entries = self._load()
         if key not in entries:
             entries[key] = [[i, fam, sty, _runs(cps)] for i, fam, sty, cps in _faces_in(path)]
             self.dirty = True
-        return [
+        self.decoded[key] = [
             (i, fam, sty, frozenset(c for a, b in runs for c in range(a, b + 1)))
             for i, fam, sty, runs in entries[key]
         ]
+        return self.decoded[key]
 
     def save(self) -> None:
         if not self.dirty:

@@ -102,6 +102,14 @@ class SynthDataset:
         self.renderers: list[Renderer] = [PROFILES[k](self.fonts) for k in self.ratios]
         source = TextSource(charset, lang, vocab_size, max_chars, pattern_ratio)
         self._check_fonts(source, lang)
+        covering = self.fonts.coverage_of("".join(charset.chars), 0.99)
+        log.info(
+            "synth %s: %d faces in %d families (font set %r); %d faces in %d families cover "
+            "99%% of charset %r; profiles %s",
+            "val" if deterministic else "train", len(self.fonts), len(self.fonts.families),
+            fonts, len(covering), len({self.fonts.faces[i].design for i in covering}),
+            charset.name, self.ratios,
+        )  # fmt: skip
         rng = np.random.default_rng([seed, 0x7E47])
         probs = np.array(list(self.ratios.values()))
         self.texts: list[str] = []
