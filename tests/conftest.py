@@ -118,3 +118,15 @@ def memorized_student(tmp_path_factory) -> dict:
     trainer = make_trainer(cfg.trainer, logger=False, enable_checkpointing=False)
     trainer.fit(model, datamodule=datamodule)
     return {"model": model.eval(), "batch": batch, "loss_before": loss_before}
+
+
+def require_fonts(charset: str):
+    """The font library, or a skip naming the package to install when no installed face
+    covers the charset (a machine without CJK fonts skips the Chinese rendering tests)."""
+    from distill.charset import Charset
+    from distill.data.fonts import FontLibrary, missing_font_message
+
+    lib = FontLibrary()
+    if not lib.coverage_of("".join(Charset.resolve(charset).chars), 0.99):
+        pytest.skip(missing_font_message(charset, lib.dirs))
+    return lib

@@ -17,7 +17,7 @@ from distill.data.synth import FontLibrary, LineRenderer, SynthDataset, TextSour
 from distill.data.tolmdb import label_file_to_lmdb
 from distill.preprocess import PreprocessConfig
 
-from .conftest import write_image
+from .conftest import require_fonts, write_image
 
 PRE = PreprocessConfig(max_width=256)
 DIGITS = Charset.resolve("digits")
@@ -38,6 +38,7 @@ def test_synth_is_deterministic_by_seed():
 
 @pytest.mark.parametrize("lang, charset", [("en", "ascii"), ("zh", "zh")])
 def test_synth_text_stays_in_charset_and_every_line_has_a_font(lang, charset):
+    require_fonts(charset)
     cs = Charset.resolve(charset)
     ds = SynthDataset(cs, PRE, size=200, seed=1, lang=lang, max_chars=20)
     for text in ds.texts:

@@ -25,19 +25,9 @@ from distill.data.synth import SynthDataset, parse_profiles
 from distill.data.text import TextSource
 from distill.preprocess import PreprocessConfig, check_frames, preprocess, valid_frames
 
-ROOT = Path(__file__).resolve().parents[1]
+from .conftest import ROOT, require_fonts
+
 LONG = PreprocessConfig(max_width=1600)
-
-
-def _library_or_skip(charset: str) -> FontLibrary:
-    """The training fonts; skipped, naming the package, when none covers the charset."""
-    lib = FontLibrary()
-    chars = "".join(Charset.resolve(charset).chars)
-    if not lib.coverage_of(chars, 0.99):
-        from distill.data.fonts import missing_font_message
-
-        pytest.skip(missing_font_message(charset, lib.dirs))
-    return lib
 
 
 def _tofu(font: ImageFont.FreeTypeFont, c: str, notdef: bytes, notdef_size) -> bool:
@@ -51,7 +41,7 @@ def test_every_face_draws_every_character_its_cmap_claims(charset):
     """No tofu: a face that claims a character draws ink that is not its .notdef box.
     Every character of the charset, for one face per design (and 200 sampled characters
     for every other face: a design's weights share their cmap)."""
-    lib = _library_or_skip(charset)
+    lib = require_fonts(charset)
     chars = [c for c in Charset.resolve(charset).chars if not c.isspace()]
     rng = np.random.default_rng(0)
     checked_designs, tofu = set(), []
@@ -72,7 +62,7 @@ def test_every_face_draws_every_character_its_cmap_claims(charset):
 @pytest.mark.parametrize("profile", list(PROFILES))
 @pytest.mark.parametrize("lang, charset", [("en", "ascii"), ("zh", "zh")])
 def test_each_profile_renders_its_text_in_charset_and_deterministically(profile, lang, charset):
-    _library_or_skip(charset)
+    require_fonts(charset)
     cs = Charset.resolve(charset)
     kw = dict(size=12, lang=lang, seed=4, deterministic=True, profiles=profile)
     a, b = SynthDataset(cs, LONG, **kw), SynthDataset(cs, LONG, **kw)
@@ -147,6 +137,16 @@ def test_heldout_fonts_are_out_of_training_and_alone_in_the_test_set():
     assert held and not train & held
     ds = SynthDataset(Charset.resolve("ascii"), LONG, size=4, fonts="heldout", profiles="document")
     assert {f.design for f in ds.fonts.faces} == held
+
+
+def test_a_test_needing_a_missing_font_is_skipped_naming_the_package(monkeypatch):
+    import distill.data.fonts as fonts
+
+    only_dejavu = [d for d in default_font_dirs() if "matplotlib" in d]
+    monkeypatch.setattr(fonts, "default_font_dirs", lambda: only_dejavu)
+    assert require_fonts("ascii")  # DejaVu covers ASCII
+    with pytest.raises(pytest.skip.Exception, match="install fonts-noto-cjk or fonts-wqy"):
+        require_fonts("zh")
 
 
 def test_zh_without_a_cjk_font_is_a_clear_error_naming_the_package():
