@@ -1,0 +1,40 @@
+"""python -m distill.serve MODEL.onnx [--host 127.0.0.1] [--port 8000] [--threads N]
+    [--max-batch 32] [--max-wait-ms 5] [--max-queue 256] [--cache-entries 10000]
+
+``--max-batch 1`` turns dynamic batching off, ``--cache-entries 0`` the result cache.
+Thread settings also come from the environment (OCR_THREADS), for containers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("model", help="an ONNX model exported by export.py")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--threads", type=int, default=int(os.environ.get("OCR_THREADS", "0")) or None)
+    p.add_argument("--max-batch", type=int, default=32)
+    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--max-queue", type=int, default=256)
+    p.add_argument("--cache-entries", type=int, default=10_000)
+    args = p.parse_args(argv)
+
+    import uvicorn
+
+    from distill.predict import Recognizer
+    from distill.serve.app import ServeSettings, create_app
+
+    recognizer = Recognizer(args.model, threads=args.threads, batch_size=args.max_batch)
+    settings = ServeSettings(
+        max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
+        cache_entries=args.cache_entries,
+    )  # fmt: skip
+    uvicorn.run(create_app(recognizer, settings), host=args.host, port=args.port)
+
+
+if __name__ == "__main__":
+    main()

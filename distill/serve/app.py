@@ -1,0 +1,175 @@
+"""The HTTP application: ``create_app(Recognizer("m.onnx"))``.
+
+- ``POST /api/v1/ocr``: JSON ``{"image_base64": "..."}`` or ``{"images": ["...", ...]}``
+  (base64, data URLs accepted), or a multipart upload (``file``/``files`` fields);
+  returns per image the text, its confidence, whether it came from the cache, and the
+  time spent; a request's images go through the batcher with every other request's.
+- ``GET /healthz``: the model's name and the queue; ``GET /metrics``: Prometheus text
+  (requests by status, latency histogram, batch sizes, queue depth, cache hits and
+  misses, errors by kind).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse
+
+from distill.preprocess import preprocess
+from distill.serve.batcher import DynamicBatcher, QueueFull
+from distill.serve.cache import ResultCache, image_key
+from distill.serve.inputs import MAX_IMAGES, BadInput, decode_upload, from_base64
+
+
+@dataclass
+class ServeSettings:
+    max_batch: int = 32  # 1 turns dynamic batching off
+    max_wait_ms: float = 5.0
+    max_queue: int = 256
+    cache_entries: int = 10_000  # 0 turns the cache off
+    cache_bytes: int = 64 << 20
+
+
+class Metrics:
+    """The server's Prometheus collectors, in a registry of its own."""
+
+    def __init__(self):
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.registry = r = CollectorRegistry()
+        self.requests = Counter("ocr_requests", "HTTP requests", ["path", "status"], registry=r)
+        self.latency = Histogram(
+            "ocr_request_seconds", "request latency", ["path"], registry=r,
+            buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+        )  # fmt: skip
+        self.batch = Histogram(
+            "ocr_batch_lines", "lines per model call", registry=r,
+            buckets=(1, 2, 4, 8, 16, 32, 64, 128),
+        )  # fmt: skip
+        self.lines = Counter("ocr_lines", "lines recognized by the model", registry=r)
+        self.queue = Gauge("ocr_queue_depth", "lines waiting for the model", registry=r)
+        self.cache = Counter("ocr_cache", "result cache lookups", ["result"], registry=r)
+        self.errors = Counter("ocr_errors", "refused or failed requests", ["kind"], registry=r)
+
+
+def create_app(recognizer, settings: ServeSettings | None = None):
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    settings = settings or ServeSettings()
+    metrics = Metrics()
+    cache = ResultCache(settings.cache_entries, settings.cache_bytes)
+
+    def on_batch(n: int, seconds: float) -> None:
+        metrics.batch.observe(n)
+        metrics.lines.inc(n)
+
+    batcher = DynamicBatcher(
+        recognizer.recognize_arrays, settings.max_batch, settings.max_wait_ms,
+        settings.max_queue, on_batch,
+    )  # fmt: skip
+
+    @asynccontextmanager
+    async def lifespan(app):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="distill OCR", lifespan=lifespan)
+    app.state.batcher, app.state.cache, app.state.metrics = batcher, cache, metrics
+
+    def error(status: int, kind: str, message: str) -> JSONResponse:
+        metrics.errors.labels(kind).inc()
+        return JSONResponse({"error": message}, status_code=status)
+
+    async def images_of(request: Request) -> list[tuple[str, bytes]]:
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/form-data"):
+            form = await request.form()
+            files = [v for k, v in form.multi_items() if k in ("file", "files")]
+            if not files:
+                raise BadInput(422, "multipart body without a 'file' or 'files' field")
+            return [(f.filename or f"file{i}", await f.read()) for i, f in enumerate(files)]
+        body = await request.body()
+        if not body:
+            raise BadInput(422, "empty body: send JSON {'image_base64': ...} or a file upload")
+        try:
+            doc = json.loads(body)
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise BadInput(422, "body is not valid JSON") from None
+        if not isinstance(doc, dict) or not ({"image_base64", "images"} & set(doc)):
+            raise BadInput(422, "JSON must hold 'image_base64' (a string) or 'images' (a list)")
+        if "images" in doc:
+            if not isinstance(doc["images"], list) or not doc["images"]:
+                raise BadInput(422, "'images' must be a non-empty list of base64 strings")
+            return [
+                (f"images[{i}]", from_base64(t, f"images[{i}]"))
+                for i, t in enumerate(doc["images"])
+            ]
+        return [("image_base64", from_base64(doc["image_base64"], "image_base64"))]
+
+    async def read_one(name: str, data: bytes) -> dict:
+        start = time.perf_counter()
+        key = image_key(data) if cache.enabled else None
+        hit = cache.get(key) if key else None
+        if cache.enabled:
+            metrics.cache.labels("hit" if hit else "miss").inc()
+        if hit is None:
+            image = decode_upload(data, name)
+            array = preprocess(image, recognizer.preprocess_cfg)
+            metrics.queue.set(batcher.depth + 1)
+            hit_or_result = await batcher.submit(array)
+            metrics.queue.set(batcher.depth)
+            if key:
+                cache.put(key, hit_or_result)
+            result, cached = hit_or_result, False
+        else:
+            result, cached = hit, True
+        return {
+            "name": name,
+            "text": result.text,
+            "confidence": round(float(result.confidence), 4),
+            "cached": cached,
+            "ms": round(1000 * (time.perf_counter() - start), 2),
+        }
+
+    @app.post("/api/v1/ocr")
+    async def ocr(request: Request):
+        start = time.perf_counter()
+        path = "/api/v1/ocr"
+        try:
+            items = await images_of(request)
+            if len(items) > MAX_IMAGES:
+                raise BadInput(413, f"{len(items)} images in one request, limit {MAX_IMAGES}")
+            results = await asyncio.gather(*(read_one(n, d) for n, d in items))
+        except BadInput as e:
+            metrics.requests.labels(path, str(e.status)).inc()
+            return error(e.status, "bad_input", e.message)
+        except QueueFull as e:
+            metrics.requests.labels(path, "503").inc()
+            return error(503, "queue_full", str(e))
+        except Exception as e:  # the model failed: a 500 that says so, the server goes on
+            metrics.requests.labels(path, "500").inc()
+            return error(500, "internal", f"recognition failed: {e}")
+        metrics.requests.labels(path, "200").inc()
+        metrics.latency.labels(path).observe(time.perf_counter() - start)
+        return {
+            "model": recognizer.name,
+            "results": results,
+            "ms": round(1000 * (time.perf_counter() - start), 2),
+        }
+
+    @app.get("/healthz")
+    async def healthz():
+        return {"status": "ok", "model": recognizer.name, "queue_depth": batcher.depth}
+
+    @app.get("/metrics")
+    async def prometheus():
+        metrics.queue.set(batcher.depth)
+        return PlainTextResponse(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app

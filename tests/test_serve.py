@@ -1,0 +1,206 @@
+"""The HTTP server: API happy paths, every kind of bad input, dynamic batching, the
+result cache, a full queue, health and metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import struct
+import time
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip(
+    "fastapi", reason="the server extra is not installed: pip install -e '.[serve]'"
+)
+import httpx  # noqa: E402
+
+from distill.export import export_onnx  # noqa: E402
+from distill.module import load_recognizer  # noqa: E402
+from distill.predict import Recognizer  # noqa: E402
+from distill.serve.app import ServeSettings, create_app  # noqa: E402
+
+from .test_export import NETS, make_ckpt  # noqa: E402
+
+URL = "/api/v1/ocr"
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    d = tmp_path_factory.mktemp("serve")
+    module = load_recognizer(make_ckpt(d / "s.ckpt", NETS["student"]))
+    return export_onnx(module, d / "s.onnx", "tiny-student")
+
+
+def png(width: int = 60, height: int = 20, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    img = np.full((height, width, 3), 255, np.uint8)
+    img[5:15, 5 : width - 5] = rng.integers(0, 120, (10, width - 10, 3))
+    return cv2.imencode(".png", img)[1].tobytes()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A small PNG whose header claims width x height: a decompression bomb."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    idat = zlib.compress(b"\0" * 64)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def run(app, coro_fn):
+    async def main():
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            try:
+                return await coro_fn(client)
+            finally:
+                await app.state.batcher.stop()
+
+    return asyncio.run(main())
+
+
+def test_json_list_and_multipart_give_the_predictors_readings(model_path):
+    rec = Recognizer(model_path)
+    images = [png(seed=i, width=40 + 20 * i) for i in range(3)]
+    expected = [
+        r.text
+        for r in rec.recognize(
+            [cv2.imdecode(np.frombuffer(d, np.uint8), 1)[:, :, ::-1] for d in images]
+        )
+    ]
+    app = create_app(Recognizer(model_path))
+
+    async def calls(c):
+        one = await c.post(URL, json={"image_base64": b64(images[0])})
+        many = await c.post(URL, json={"images": [b64(d) for d in images]})
+        files = [("files", (f"{i}.png", d, "image/png")) for i, d in enumerate(images)]
+        upload = await c.post(URL, files=files)
+        return one, many, upload
+
+    one, many, upload = run(app, calls)
+    for r in (one, many, upload):
+        assert r.status_code == 200, r.text
+    assert one.json()["results"][0]["text"] == expected[0]
+    for r in (many, upload):
+        got = r.json()["results"]
+        assert [x["text"] for x in got] == expected
+        assert all(0 <= x["confidence"] <= 1 and x["ms"] >= 0 for x in got)
+    assert [x["name"] for x in upload.json()["results"]] == ["0.png", "1.png", "2.png"]
+
+
+@pytest.mark.parametrize(
+    "kwargs, status, message",
+    [
+        ({"content": b""}, 422, "empty body"),
+        (
+            {"content": b"{not json", "headers": {"content-type": "application/json"}},
+            422,
+            "not valid JSON",
+        ),
+        ({"json": {"image": "x"}}, 422, "must hold 'image_base64'"),
+        ({"json": {"images": []}}, 422, "non-empty list"),
+        ({"json": {"image_base64": "@@not base64@@"}}, 422, "not valid base64"),
+        ({"json": {"image_base64": b64(b"plain text, not an image")}}, 415, "not an image"),
+        ({"json": {"image_base64": b64(png()[:60])}}, 422, "image"),  # truncated
+        ({"json": {"image_base64": b64(png_header_only(20000, 20000))}}, 413, "too large"),
+        ({"json": {"image_base64": b64(png_header_only(9000, 9000))}}, 413, "9000x9000"),
+        ({"json": {"image_base64": "A" * (60 << 20)}}, 413, "larger than"),
+        ({"files": [("other", ("a.png", png(), "image/png"))]}, 422, "'file' or 'files'"),
+        ({"json": {"images": [b64(png())] * 65}}, 413, "limit 64"),
+    ],
+)
+def test_bad_input_is_a_clear_4xx_and_the_server_keeps_serving(model_path, kwargs, status, message):
+    app = create_app(Recognizer(model_path))
+
+    async def calls(c):
+        bad = await c.post(URL, **kwargs)
+        good = await c.post(URL, json={"image_base64": b64(png())})
+        return bad, good
+
+    bad, good = run(app, calls)
+    assert bad.status_code == status, bad.text
+    assert message in bad.json()["error"]
+    assert good.status_code == 200
+    assert app.state.metrics.errors.labels("bad_input")._value.get() == 1
+
+
+def test_concurrent_requests_are_batched_together(model_path):
+    rec = Recognizer(model_path)
+    sizes = []
+    real = rec.recognize_arrays
+    rec.recognize_arrays = lambda arrays: (sizes.append(len(arrays)), real(arrays))[1]
+    app = create_app(rec, ServeSettings(max_batch=16, max_wait_ms=100, cache_entries=0))
+
+    async def calls(c):
+        reqs = [c.post(URL, json={"image_base64": b64(png(seed=i))}) for i in range(12)]
+        return await asyncio.gather(*reqs)
+
+    responses = run(app, calls)
+    assert all(r.status_code == 200 for r in responses)
+    assert sum(sizes) == 12 and max(sizes) > 1, sizes
+    # batched or alone, a line reads the same (widths input: padding changes nothing)
+    alone = [
+        rec.recognize([cv2.imdecode(np.frombuffer(png(seed=i), np.uint8), 1)[:, :, ::-1]])[0].text
+        for i in range(12)
+    ]
+    assert [r.json()["results"][0]["text"] for r in responses] == alone
+
+
+def test_a_repeated_image_comes_from_the_cache(model_path):
+    rec = Recognizer(model_path)
+    calls_to_model = []
+    real = rec.recognize_arrays
+    rec.recognize_arrays = lambda arrays: (calls_to_model.append(len(arrays)), real(arrays))[1]
+    app = create_app(rec)
+
+    async def calls(c):
+        first = await c.post(URL, json={"image_base64": b64(png(seed=7))})
+        second = await c.post(URL, json={"image_base64": b64(png(seed=7))})
+        metrics = await c.get("/metrics")
+        return first, second, metrics
+
+    first, second, metrics = run(app, calls)
+    a, b = first.json()["results"][0], second.json()["results"][0]
+    assert not a["cached"] and b["cached"] and a["text"] == b["text"]
+    assert calls_to_model == [1]
+    assert 'ocr_cache_total{result="hit"} 1.0' in metrics.text
+
+
+def test_a_full_queue_answers_503(model_path):
+    rec = Recognizer(model_path)
+    real = rec.recognize_arrays
+    rec.recognize_arrays = lambda arrays: (time.sleep(0.2), real(arrays))[1]  # a slow model
+    app = create_app(rec, ServeSettings(max_batch=1, max_queue=2, cache_entries=0))
+
+    async def calls(c):
+        reqs = [c.post(URL, json={"image_base64": b64(png(seed=i))}) for i in range(8)]
+        return await asyncio.gather(*reqs)
+
+    codes = sorted(r.status_code for r in run(app, calls))
+    assert 503 in codes and 200 in codes, codes
+
+
+def test_health_and_metrics(model_path):
+    app = create_app(Recognizer(model_path))
+
+    async def calls(c):
+        await c.post(URL, json={"image_base64": b64(png())})
+        return await c.get("/healthz"), await c.get("/metrics")
+
+    health, metrics = run(app, calls)
+    assert health.json()["status"] == "ok" and health.json()["model"] == "tiny-student"
+    for name in ("ocr_requests_total", "ocr_request_seconds_bucket", "ocr_batch_lines_bucket",
+                 "ocr_queue_depth", "ocr_lines_total"):  # fmt: skip
+        assert name in metrics.text, name
