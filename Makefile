@@ -15,7 +15,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH)
-	$(PIP) install --quiet -e ".[dev,serve]"
+	$(PIP) install --quiet -e ".[train,dev,serve]"
 	touch $(STAMP)
 
 # the main job: a short teacher run, a student distilled from it, the same student
@@ -66,7 +66,7 @@ reference: $(STAMP)
 		name=en_student quantize=dynamic
 	$(PY) export.py ckpt=$(REF_DIR)/teacher/checkpoints/last.ckpt out=$(REF_DIR)/en_teacher.onnx \
 		name=en_teacher
-	$(PIP) install --quiet -e ".[dev,bench]"
+	$(PIP) install --quiet -e ".[train,dev,bench]"
 	$(PY) benchmarks/bench_infer.py $(DEVSET) --student models/en_student.onnx \
 		--student-int8 models/en_student_int8.onnx --teacher $(REF_DIR)/en_teacher.onnx \
 		--name iiit5k_300_en
@@ -78,7 +78,7 @@ SHARED ?= ../shared/data
 GEN := data/generated
 TEACH := $(PY) -m distill.teach --teacher ppocrv6 --charset ascii
 ppocrv6-cache: $(STAMP)
-	$(PIP) install --quiet -e ".[dev,teachers]"
+	$(PIP) install --quiet -e ".[train,dev,teachers]"
 	$(PY) -m distill.data.split $(SHARED)/scene_words/labels.tsv $(GEN)/real/scene_words --val 300
 	$(PY) -m distill.data.split $(SHARED)/sroie_lines/labels.tsv $(GEN)/real/sroie_lines --val 500
 	$(TEACH) --source $(GEN)/real/scene_words/train.tsv --out $(GEN)/ppocrv6/scene_words

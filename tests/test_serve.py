@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 import struct
+import subprocess
+import sys
 import time
 import zlib
 
@@ -23,6 +26,7 @@ from distill.module import load_recognizer  # noqa: E402
 from distill.predict import Recognizer  # noqa: E402
 from distill.serve.app import ServeSettings, create_app  # noqa: E402
 
+from .conftest import ROOT  # noqa: E402
 from .test_export import NETS, make_ckpt  # noqa: E402
 
 URL = "/api/v1/ocr"
@@ -204,3 +208,41 @@ def test_health_and_metrics(model_path):
     for name in ("ocr_requests_total", "ocr_request_seconds_bucket", "ocr_batch_lines_bucket",
                  "ocr_queue_depth", "ocr_lines_total"):  # fmt: skip
         assert name in metrics.text, name
+
+
+TRAINING_ONLY = ("torch", "torchvision", "lightning", "hydra", "omegaconf", "albumentations")
+
+
+def test_the_server_runs_with_training_packages_made_unimportable(model_path):
+    """Serving needs none of the training stack: with torch, Lightning, Hydra... blocked
+    at import, a fresh interpreter builds the app and reads a line through it."""
+    code = f"""
+import sys
+for name in {TRAINING_ONLY!r}:
+    sys.modules[name] = None  # any import of it now raises ImportError
+import asyncio, base64, httpx, cv2, numpy as np
+from distill.predict import Recognizer
+from distill.serve.app import create_app
+img = np.full((20, 60, 3), 255, np.uint8); img[5:15, 5:55] = 0
+data = base64.b64encode(cv2.imencode(".png", img)[1].tobytes()).decode()
+async def main():
+    app = create_app(Recognizer({str(model_path)!r}))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        r = await c.post("/api/v1/ocr", json={{"image_base64": data}})
+    await app.state.batcher.stop()
+    print(r.status_code)
+asyncio.run(main())
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "200"
+
+
+def test_the_base_and_serve_installs_declare_no_training_package():
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runtime = project["dependencies"] + project["optional-dependencies"]["serve"]
+    names = {re.split(r"[<>=\[; ]", d, maxsplit=1)[0].lower() for d in runtime}
+    assert not names & {"torch", "torchvision", "lightning", "hydra-core", "omegaconf"}, names
+    assert {"onnxruntime", "numpy", "fastapi", "uvicorn"} <= names
