@@ -204,6 +204,7 @@ def test_health_and_metrics(model_path):
         return await c.get("/healthz"), await c.get("/metrics")
 
     health, metrics = run(app, calls)
+    assert health.json()["queue_depth"] == 0
     assert health.json()["status"] == "ok" and health.json()["model"] == "tiny-student"
     for name in ("ocr_requests_total", "ocr_request_seconds_bucket", "ocr_batch_lines_bucket",
                  "ocr_queue_depth", "ocr_lines_total"):  # fmt: skip
@@ -246,3 +247,15 @@ def test_the_base_and_serve_installs_declare_no_training_package():
     names = {re.split(r"[<>=\[; ]", d, maxsplit=1)[0].lower() for d in runtime}
     assert not names & {"torch", "torchvision", "lightning", "hydra-core", "omegaconf"}, names
     assert {"onnxruntime", "numpy", "fastapi", "uvicorn"} <= names
+
+
+def test_the_web_page_is_served_and_posts_to_the_api(model_path):
+    app = create_app(Recognizer(model_path))
+
+    async def calls(c):
+        return await c.get("/")
+
+    page = run(app, calls)
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for needed in ('type="file"', "drop", "paste", 'fetch("api/v1/ocr"', "FormData"):
+        assert needed in page.text, needed

@@ -4,6 +4,7 @@
   (base64, data URLs accepted), or a multipart upload (``file``/``files`` fields);
   returns per image the text, its confidence, whether it came from the cache, and the
   time spent; a request's images go through the batcher with every other request's.
+- ``GET /``: a web page: drop, paste or pick images, read the text and confidences;
 - ``GET /healthz``: the model's name and the queue; ``GET /metrics``: Prometheus text
   (requests by status, latency histogram, batch sizes, queue depth, cache hits and
   misses, errors by kind).
@@ -16,9 +17,10 @@ import json
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
 from distill.preprocess import preprocess
 from distill.serve.batcher import DynamicBatcher, QueueFull
@@ -162,6 +164,12 @@ def create_app(recognizer, settings: ServeSettings | None = None):
             "results": results,
             "ms": round(1000 * (time.perf_counter() - start), 2),
         }
+
+    page = (Path(__file__).parent / "page.html").read_text(encoding="utf-8")
+
+    @app.get("/", response_class=HTMLResponse)
+    async def index():
+        return page
 
     @app.get("/healthz")
     async def healthz():
