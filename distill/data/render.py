@@ -195,7 +195,7 @@ class DocumentRenderer(Renderer):
         # the lines above and below may show in the crop: only a sliver of their ink
         # (3-20% of the size), a gap of 5-25% of the size away from this line's ink
         above, below = rng.random() < 0.3, rng.random() < 0.3
-        ink_top, ink_bottom = font.getbbox(text)[1], font.getbbox(text)[3]  # from the origin
+        _, ink_top, _, ink_bottom = font.getbbox(text)  # from the origin
         sliver = lambda: int(rng.uniform(0.03, 0.2) * size) + 1  # noqa: E731
         gap = lambda: int(rng.uniform(0.05, 0.25) * size) + 2  # noqa: E731
         pad_t = int(rng.integers(0, size // 5 + 1))
