@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 clean
+.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 prune-en prune-finetune clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -90,6 +90,33 @@ ppocrv6-cache: $(STAMP)
 # The English reference student v2 (hours on 2 CPU cores; resumes when run again)
 en-student-v2: $(STAMP)
 	$(call resumable_run,logs/en_student_v2,en_student_v2)
+
+# Pruning the English student v2 at two targets (60% and 45% of its parameters), each
+# fine-tuned with the unpruned student as teacher and without (same data and steps),
+# then all side by side (benchmarks/results/prune_en_student_v2.md). Resumable.
+PRUNE_DIR ?= logs/prune_en
+PRUNE_SRC ?= logs/en_student_v2/checkpoints/last.ckpt
+PRUNE_KEEP ?= 0.6 0.45
+PRUNE_SENS := $(PRUNE_DIR)/sensitivity/sensitivity.json
+prune-en: $(STAMP)
+	@[ -f $(PRUNE_SENS) ] || $(PY) prune.py ckpt=$(PRUNE_SRC) hydra.run.dir=$(PRUNE_DIR)/sensitivity
+	@for k in $(PRUNE_KEEP); do [ -f $(PRUNE_DIR)/keep$$k/pruned.ckpt ] || $(PY) prune.py \
+		ckpt=$(PRUNE_SRC) target.keep=$$k sensitivity=$(PRUNE_SENS) hydra.run.dir=$(PRUNE_DIR)/keep$$k \
+		|| exit 1; done
+	@for k in $(PRUNE_KEEP); do \
+		$(MAKE) --no-print-directory prune-finetune RUN=$(PRUNE_DIR)/keep$$k/kd \
+			OVER="init_ckpt=$(PRUNE_DIR)/keep$$k/pruned.ckpt teacher.ckpt=$(PRUNE_SRC)" || exit 1; \
+		$(MAKE) --no-print-directory prune-finetune RUN=$(PRUNE_DIR)/keep$$k/plain \
+			OVER="init_ckpt=$(PRUNE_DIR)/keep$$k/pruned.ckpt" || exit 1; done
+	$(PY) benchmarks/bench_prune.py --name en_student_v2 --row "original=$(PRUNE_SRC)" \
+		$(foreach k,$(PRUNE_KEEP),--row "pruned to $(k)=$(PRUNE_DIR)/keep$(k)/pruned.ckpt" \
+		--row "$(k) + plain fine-tune=$(PRUNE_DIR)/keep$(k)/plain/checkpoints/last.ckpt" \
+		--row "$(k) + KD fine-tune=$(PRUNE_DIR)/keep$(k)/kd/checkpoints/last.ckpt") \
+		--devset ../shared/devsets/iiit5k_300/labels.tsv:scene \
+		--devset ../shared/devsets/sroie_500/labels.tsv:caseless
+	cp $(PRUNE_DIR)/sensitivity/sensitivity.png benchmarks/results/prune_en_student_v2_sensitivity.png
+prune-finetune: $(STAMP)
+	$(call resumable_run,$(RUN),en_prune_finetune,$(OVER))
 
 # The recipes for a foreign teacher, compared on equal data and steps (needs
 # ppocrv6-cache): labels only, (a) pseudo-labels, (b) + frame KL, (c) + mean KL.

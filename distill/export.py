@@ -329,17 +329,16 @@ def evaluate_onnx(
     return row, texts
 
 
-def validation_split(cfg, module: RecognizerModule):
-    """The validation lines that score FP32 against INT8 and, after them, the disjoint
-    lines that calibrate static INT8, from ``data`` (default: the data config the
-    checkpoint was trained with). Returns (eval samples, calibration samples, set name)."""
+def validation_set(data, module: RecognizerModule, why: str = "INT8 export"):
+    """The validation dataset of ``data`` (default: the data config the checkpoint was
+    trained with), read the way the checkpoint reads images."""
     import hydra
 
-    data = cfg.get("data") or module.hparams.get("data")
+    data = data or module.hparams.get("data")
     if not data:
         raise ValueError(
-            "INT8 export needs validation data to calibrate and evaluate: this checkpoint "
-            "carries no data config; give one, e.g. data=labelfile 'data.val=[FILE]'"
+            f"{why} needs validation data: this checkpoint carries no data config; "
+            "give one, e.g. data=labelfile 'data.val=[FILE]'"
         )
     datamodule = hydra.utils.instantiate(
         data,
@@ -351,8 +350,15 @@ def validation_split(cfg, module: RecognizerModule):
     )
     datamodule.setup("validate")
     if datamodule.val_set is None:
-        raise ValueError("INT8 export needs validation data (data.val) to calibrate and evaluate")
-    ds = datamodule.val_set
+        raise ValueError(f"{why} needs validation data (data.val)")
+    return datamodule.val_set
+
+
+def validation_split(cfg, module: RecognizerModule):
+    """The validation lines that score FP32 against INT8 and, after them, the disjoint
+    lines that calibrate static INT8, from ``data`` (default: the data config the
+    checkpoint was trained with). Returns (eval samples, calibration samples, set name)."""
+    ds = validation_set(cfg.get("data"), module, "INT8 export (to calibrate and evaluate)")
     n_eval = min(len(ds), cfg.eval_samples)
     n_calib = cfg.calibration_lines if cfg.quantize == "static" else 0
     if cfg.quantize == "static" and len(ds) < n_eval + n_calib:

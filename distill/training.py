@@ -95,9 +95,58 @@ def build_module(cfg: DictConfig) -> L.LightningModule:
     return make_module(cfg, prepare(cfg))
 
 
+def init_network(cfg: DictConfig) -> dict | None:
+    """``init_ckpt=PATH``: the network of another checkpoint (a pruned one, or any to
+    fine-tune) starts this run: its shapes go into ``model.net`` (so this run's
+    checkpoints rebuild it) and its weights are returned. Optimizer and step start anew."""
+    path = cfg.get("init_ckpt")
+    if not path:
+        return None
+    import torch
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"init_ckpt not found: {path}")
+    ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        net = dict(ckpt["hyper_parameters"]["net"])
+        state = ckpt["state_dict"]
+    except KeyError as e:
+        raise ValueError(f"init_ckpt {path}: not a checkpoint of this framework (no {e})") from None
+    shapes = net.pop("pruned_shapes", None)
+    ours = OmegaConf.to_container(cfg.model.net, resolve=True)
+    ours.pop("pruned_shapes", None)
+    differ = {k for k in set(net) | set(ours) if k != "in_channels" and net.get(k) != ours.get(k)}
+    if differ:
+        raise ValueError(
+            f"init_ckpt {path} holds a network built with "
+            + ", ".join(f"{k}={net.get(k)!r}" for k in sorted(differ))
+            + " but this run's model.net has "
+            + ", ".join(f"{k}={ours.get(k)!r}" for k in sorted(differ))
+            + ": use the same model config"
+        )
+    with open_dict(cfg):
+        cfg.model.net.pruned_shapes = shapes
+    return {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
+
+
 def make_module(cfg: DictConfig, teacher) -> L.LightningModule:
     """The supervised module, or the distillation module when there is a teacher, from
     a prepared config. The data config rides along in the checkpoint."""
+    weights = init_network(cfg)
+    module = _make_module(cfg, teacher)
+    if weights is not None:
+        try:
+            module.net.load_state_dict(weights)
+        except RuntimeError as e:
+            raise ValueError(
+                f"init_ckpt {cfg.init_ckpt} does not fit this run's network "
+                f"(charset {module.charset.name}, {module.charset.num_classes} classes?): {e}"
+            ) from None
+        log.info("network initialized from %s", cfg.init_ckpt)
+    return module
+
+
+def _make_module(cfg: DictConfig, teacher) -> L.LightningModule:
     data = OmegaConf.to_container(cfg.data, resolve=True)
     if teacher is None:
         return hydra.utils.instantiate(cfg.model, data=data, _recursive_=False)

@@ -9,6 +9,7 @@ from pathlib import Path
 import hydra
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from distill.module import RecognizerModule
 from distill.training import build_module, evaluate, make_trainer, train
@@ -99,6 +100,13 @@ def test_every_experiment_builds_the_module_it_trains(experiment, tmp_path):
     # generated data and teachers are looked for under tmp_path, where there are none
     base = [f"experiment={experiment}", f"paths.data_dir={tmp_path}"]
     cfg = compose_cfg("train", base, tmp_path)
+    if OmegaConf.is_missing(cfg, "init_ckpt"):  # fine-tuning: a checkpoint of its network
+        bare = compose_cfg("train", [*base, "init_ckpt=null", "teacher.ckpt=null"], tmp_path)
+        module = build_module(bare)
+        init = tmp_path / "init.ckpt"
+        torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, init)
+        base.append(f"init_ckpt={init}")
+        cfg = compose_cfg("train", base, tmp_path)
     kind = cfg.teacher._target_.rsplit(".", 1)[-1]
 
     def tiny_onnx():

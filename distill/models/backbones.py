@@ -9,6 +9,7 @@ is downloaded.
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from torchvision.models import (
     resnet34,
@@ -17,6 +18,7 @@ from torchvision.models import (
     shufflenet_v2_x1_5,
     shufflenet_v2_x2_0,
 )
+from torchvision.models.shufflenetv2 import InvertedResidual
 
 HEIGHT_STRIDE_ONLY = (2, 1)
 SHUFFLENET_WIDTHS = {
@@ -67,6 +69,45 @@ class ResNet34Backbone(nn.Module):
         return self.body(x)
 
 
+class ChannelShuffle(nn.Module):
+    """torchvision's channel shuffle as a module (same view/transpose/view, same ONNX).
+
+    Being a module lets the pruner (distill/prune.py) see each shuffle as one node: the
+    channels it interleaves are coupled across a whole stage, so the pruner leaves every
+    channel group that crosses a shuffle alone instead of tracing through its reshapes.
+    """
+
+    def __init__(self, groups: int = 2):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        x = x.view(b, self.groups, c // self.groups, h, w).transpose(1, 2).contiguous()
+        return x.view(b, c, h, w)
+
+
+class ShuffleUnit(InvertedResidual):
+    """torchvision's ShuffleNetV2 unit with its shuffle as a :class:`ChannelShuffle`
+    child (no parameters: state dicts are unchanged)."""
+
+    shuffle: ChannelShuffle
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            x1, x2 = x.chunk(2, dim=1)
+            out = torch.cat((x1, self.branch2(x2)), dim=1)
+        else:
+            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
+        return self.shuffle(out)
+
+
+def _with_shuffle_module(unit: InvertedResidual) -> ShuffleUnit:
+    unit.__class__ = ShuffleUnit
+    unit.shuffle = ChannelShuffle(2)
+    return unit
+
+
 class ShuffleNetV2Backbone(nn.Module):
     """ShuffleNetV2 with stages 2-4 striding only in height.
 
@@ -84,6 +125,8 @@ class ShuffleNetV2Backbone(nn.Module):
             unit = stage[0]
             unit.branch1[0].stride = HEIGHT_STRIDE_ONLY  # depthwise conv of the shortcut
             unit.branch2[3].stride = HEIGHT_STRIDE_ONLY  # depthwise conv of the main branch
+            for u in stage:
+                _with_shuffle_module(u)
         conv5 = net.conv5
         if conv5_channels:
             c_in = conv5[0].in_channels

@@ -8,6 +8,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from distill.models.backbones import build_backbone
 from distill.models.padding import PaddingMask
+from distill.models.resize import apply_shapes
 from distill.preprocess import check_frames, valid_frames
 
 
@@ -74,6 +75,8 @@ class CRNN(nn.Module):
         return self.head(seq), feats
 
 
-def build_model(num_classes: int, **net) -> CRNN:
-    """Build a CRNN from a config dict (the ``net`` block of a model config)."""
-    return CRNN(num_classes=num_classes, **net)
+def build_model(num_classes: int, pruned_shapes: dict | None = None, **net) -> CRNN:
+    """Build a CRNN from a config dict (the ``net`` block of a model config); a pruned
+    network's config adds the shapes its pruning changed (distill/models/resize.py)."""
+    model = CRNN(num_classes=num_classes, **net)
+    return apply_shapes(model, pruned_shapes or {})

@@ -1,0 +1,153 @@
+"""Pruned students side by side, in one run: size, multiply-adds, speed, memory, accuracy.
+
+    python benchmarks/bench_prune.py --row original=ORIG.ckpt --row "pruned 40%"=P.ckpt \\
+        [--row ...] --devset ../shared/devsets/iiit5k_300/labels.tsv:scene \\
+        [--devset FILE:PROTOCOL ...] [--name NAME] [--timing-lines 100]
+
+Each checkpoint (as prune.py and train.py init_ckpt=... write them) is exported to ONNX
+(parity checked), then measured with the same images and thread settings: parameters,
+multiply-adds of a 32 x 320 line, ONNX file size, median ms/line at batch 1 (2 threads;
+the models take turns, so drift of a shared machine hits them alike), peak resident
+memory of a process that loads the model and reads the timing lines, and accuracy on
+each dev set. Writes benchmarks/results/prune_NAME.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from results_io import write_results  # noqa: E402
+
+from distill.metrics import score  # noqa: E402
+from distill.predict import Recognizer, collect, read_image  # noqa: E402
+
+# VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across fork+exec
+PEAK_RSS = """
+import sys
+from distill.predict import Recognizer, read_image
+rec = Recognizer(sys.argv[1], threads=2, batch_size=1)
+for path in sys.argv[2:]:
+    rec.recognize([read_image(path)])
+status = open("/proc/self/status").read().split("VmHWM:")[1]
+print(int(status.split()[0]))
+"""
+
+
+def export(ckpt: Path, out: Path) -> dict:
+    from distill.export import check_parity, export_onnx
+    from distill.module import load_recognizer
+    from distill.pruning.measure import count_macs, count_params
+
+    module = load_recognizer(str(ckpt))
+    export_onnx(module, out, out.stem)
+    report = check_parity(module, out)
+    if not report.ok:
+        raise SystemExit(f"{ckpt}: ONNX does not match PyTorch\n{report}")
+    shape = (module.preprocess_cfg.height, module.preprocess_cfg.channels)
+    return {
+        "params": count_params(module.net),
+        "macs_M": count_macs(module.net, *shape) / 1e6,
+        "onnx_mb": out.stat().st_size / 2**20,
+        "protocol": module.protocol,
+    }
+
+
+def peak_rss_mb(model: Path, image_paths: list[str]) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_RSS, str(model), *image_paths],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )
+    return int(out.stdout.split()[-1]) / 1024  # kB on Linux
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--row", action="append", required=True, help="NAME=CHECKPOINT")
+    ap.add_argument("--devset", action="append", required=True, help="LABELFILE:PROTOCOL")
+    ap.add_argument("--name", default="en_student")
+    ap.add_argument("--timing-lines", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=3, help="timing passes, models taking turns")
+    args = ap.parse_args()
+
+    rows = {}
+    tmp = Path(tempfile.mkdtemp(prefix="bench_prune_"))
+    for i, spec in enumerate(args.row):
+        name, _, ckpt = spec.partition("=")
+        print(f"exporting {name}: {ckpt}", flush=True)
+        onnx_path = tmp / f"model{i}.onnx"
+        rows[name] = {"ckpt": ckpt, "onnx": str(onnx_path), **export(Path(ckpt), onnx_path)}
+
+    devsets = []
+    for spec in args.devset:
+        path, _, protocol = spec.rpartition(":")
+        items, bad = collect([path])
+        if bad:
+            raise SystemExit("\n".join(bad))
+        devsets.append((Path(path).parent.name, protocol, items))
+    timing_items = devsets[0][2][: args.timing_lines]
+    timing_images = [read_image(p) for p, _ in timing_items]
+
+    singles = {name: Recognizer(r["onnx"], threads=2, batch_size=1) for name, r in rows.items()}
+    for rec in singles.values():
+        rec.recognize(timing_images[:5])  # warm-up
+    times = {name: [] for name in rows}
+    for _ in range(args.rounds):
+        for img in timing_images:
+            for name, rec in singles.items():
+                start = time.perf_counter()
+                rec.recognize([img])
+                times[name].append(time.perf_counter() - start)
+    for name, r in rows.items():
+        r["ms_per_line"] = 1000 * statistics.median(times[name])
+        r["peak_rss_mb"] = peak_rss_mb(Path(r["onnx"]), [str(p) for p, _ in timing_items])
+        rec = Recognizer(r["onnx"], threads=2, batch_size=16)
+        for set_name, protocol, items in devsets:
+            texts = [x.text for x in rec.recognize([read_image(p) for p, _ in items])]
+            m = score(texts, [label for _, label in items], protocol)
+            r[f"acc_{set_name}"] = m["acc"]
+            r[f"cer_{set_name}"] = m["cer"]
+
+    base = next(iter(rows.values()))
+    head = "| model | params | MMACs | ONNX MB | ms/line (b=1) | speed-up | peak RSS MB |"
+    sets = [d[0] for d in devsets]
+    head += "".join(f" {s} acc |" for s in sets)
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for name, r in rows.items():
+        cells = [
+            name,
+            f"{r['params'] / 1e6:.2f}M ({r['params'] / base['params']:.0%})",
+            f"{r['macs_M']:.0f} ({r['macs_M'] / base['macs_M']:.0%})",
+            f"{r['onnx_mb']:.2f}",
+            f"{r['ms_per_line']:.2f}",
+            f"{base['ms_per_line'] / r['ms_per_line']:.2f}x",
+            f"{r['peak_rss_mb']:.0f}",
+            *[f"{100 * r[f'acc_{s}']:.1f}%" for s in sets],
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    md = (
+        f"# Pruning: {args.name}\n\n"
+        f"`python benchmarks/bench_prune.py {' '.join(sys.argv[1:])}`\n\n"
+        f"Batch 1, 2 threads, median of {args.rounds} x {len(timing_images)} lines of "
+        f"{devsets[0][0]} (models taking turns); MMACs of one 32 x 320 line; peak RSS of a "
+        "process reading those lines.\n\n" + "\n".join(lines) + "\n"
+    )
+    write_results(f"prune_{args.name}", {"rows": rows, "argv": sys.argv[1:]}, md)
+    print(json.dumps({k: v["ms_per_line"] for k, v in rows.items()}))
+
+
+if __name__ == "__main__":
+    main()

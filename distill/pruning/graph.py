@@ -1,0 +1,191 @@
+"""Which channels of a recognizer can be removed together: Torch-Pruning's DepGraph.
+
+DepGraph traces the network once and groups every layer whose channels must shrink
+together (a convolution's outputs, its BatchNorm, the depthwise convolution that reads
+them, the next convolution's inputs, the LSTM's input width). Two things of ours are
+made explicit to it:
+
+- ShuffleNetV2's channel shuffle interleaves the two halves of every unit's output, so
+  the channels that pass between units are coupled across the whole stage through a
+  permutation. While tracing, each :class:`ChannelShuffle` runs as one opaque operation
+  and is declared a layer that must not be pruned: every group that crosses a shuffle is
+  then left whole, and the groups inside the units (their branch widths), the stem and
+  the last 1x1 convolution (the LSTM's input width) stay prunable.
+- The LSTM's input width is pruned exactly (the columns of both directions' input
+  weights); its hidden width is not touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+
+import torch
+import torch_pruning as tp
+from torch import nn
+
+from distill.models.backbones import ChannelShuffle
+
+
+class _OpaqueShuffle(torch.autograd.Function):
+    """The shuffle as one autograd node: DepGraph sees an input and an output, no reshapes."""
+
+    @staticmethod
+    def forward(ctx, x, groups):
+        ctx.groups = groups
+        b, c, h, w = x.shape
+        return x.view(b, groups, c // groups, h, w).transpose(1, 2).reshape(b, c, h, w)
+
+    @staticmethod
+    def backward(ctx, grad):
+        b, c, h, w = grad.shape
+        g = ctx.groups
+        return grad.view(b, c // g, g, h, w).transpose(1, 2).reshape(b, c, h, w), None
+
+
+@contextlib.contextmanager
+def opaque_shuffles():
+    """Run every ChannelShuffle as :class:`_OpaqueShuffle` (for tracing only)."""
+    original = ChannelShuffle.forward
+
+    def forward(self, x):
+        self.traced_channels = x.shape[1]  # DepGraph asks for it to size the next split
+        return _OpaqueShuffle.apply(x, self.groups)
+
+    ChannelShuffle.forward = forward
+    try:
+        yield
+    finally:
+        ChannelShuffle.forward = original
+
+
+class _ShufflePruner(tp.pruner.function.BasePruningFunc):
+    """Declares a shuffle to DepGraph; in and out are one dependency, and the shuffle is
+    always an ignored layer, so a group that contains it is never pruned."""
+
+    def prune_out_channels(self, layer, idxs):
+        raise RuntimeError("a channel shuffle is never pruned")
+
+    prune_in_channels = prune_out_channels
+
+    def get_out_channels(self, layer):
+        return layer.traced_channels
+
+    get_in_channels = get_out_channels
+
+
+class _LSTMInputPruner(tp.pruner.function.LSTMPruner):
+    """Only the input width of the first layer (both directions); never the hidden width."""
+
+    def prune_out_channels(self, layer, idxs):
+        raise RuntimeError("the LSTM's hidden width is not pruned")
+
+    def get_out_channels(self, layer):
+        return None
+
+
+def is_depthwise(m: nn.Module) -> bool:
+    return isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels
+
+
+@dataclass
+class Group:
+    """One set of channels that shrink together, named by its first 1x1/full convolution."""
+
+    name: str
+    channels: int
+    members: list[str] = field(default_factory=list)
+
+
+class PruningGraph:
+    """DepGraph of one network (a :class:`~distill.models.crnn.CRNN`), and its groups.
+
+    ``skip``: module names (or name prefixes) whose output channels are kept, e.g. the
+    stem convolution next to the input. The CTC head and the shuffles are always kept.
+    ``round_to``: a pruned group keeps a multiple of this many channels.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        height: int,
+        in_channels: int,
+        skip=(),
+        round_to: int = 1,
+        width: int = 128,
+    ):
+        self.net = net
+        self.names = {m: n for n, m in net.named_modules()}
+        self.modules = dict(net.named_modules())
+        example = torch.zeros(1, in_channels, height, width)
+        was_training = net.training
+        net.eval()
+        with opaque_shuffles():
+            self.dg = tp.DependencyGraph().build_dependency(
+                net,
+                example_inputs=example,
+                forward_fn=lambda m, x: m(x)[0],
+                customized_pruners={ChannelShuffle: _ShufflePruner(), nn.LSTM: _LSTMInputPruner()},
+                verbose=False,
+            )
+        net.train(was_training)
+        self.skip = tuple(skip)
+        self.round_to = round_to
+        ignored = [m for m in net.modules() if isinstance(m, ChannelShuffle)]
+        ignored += [m for n, m in net.named_modules() if n and self._skipped(n)]
+        ignored.append(net.head)
+        self.ignored = ignored
+        self.groups: dict[str, Group] = {}
+        self._roots: dict[str, nn.Module] = {}
+        for group in self.dg.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
+            outs = [
+                dep.target.module
+                for dep, _ in group
+                if isinstance(dep.target.module, nn.Conv2d)
+                and self.dg.is_out_channel_pruning_fn(dep.handler)
+            ]
+            roots = [m for m in outs if not is_depthwise(m)]
+            if not roots:
+                continue
+            root = roots[0]
+            name = self.names[root]
+            if name in self.groups:
+                continue
+            members = sorted(
+                {
+                    self.names[dep.target.module]
+                    for dep, _ in group
+                    if dep.target.module in self.names
+                }
+            )
+            self.groups[name] = Group(name, root.out_channels, members)
+            self._roots[name] = root
+
+    def _skipped(self, name: str) -> bool:
+        return any(name == s or name.startswith(s + ".") for s in self.skip)
+
+    def prune(self, name: str, ratio: float, importance=None) -> int:
+        """Remove ``ratio`` of group ``name``'s channels, the lowest L1 norm first, keeping
+        a multiple of ``round_to``. Returns how many were removed (one channel at least
+        is always kept)."""
+        root = self._roots[name]
+        n = root.out_channels
+        keep = n - int(n * ratio)
+        round_to = self.round_to
+        if round_to > 1:  # kernels run best on channel counts that are multiples of 4/8/16
+            keep = min(n, -(-keep // round_to) * round_to)
+        remove = n - max(1, keep)
+        if remove <= 0:
+            return 0
+        group = self.dg.get_pruning_group(root, tp.prune_conv_out_channels, list(range(n)))
+        scorer = importance or tp.importance.GroupMagnitudeImportance(
+            p=1, group_reduction="mean", normalizer=None
+        )
+        scores = scorer(group)
+        idxs = torch.argsort(scores)[:remove].tolist()
+        group = self.dg.get_pruning_group(root, tp.prune_conv_out_channels, idxs)
+        if not self.dg.check_pruning_group(group):
+            return 0
+        group.prune()
+        self.groups[name].channels = root.out_channels
+        return remove

@@ -1,0 +1,145 @@
+"""The prune.py job: checkpoint in, sensitivity table and plot, plan, pruned checkpoint out.
+
+The pruned checkpoint is an ordinary checkpoint of this framework: its network config
+gains ``pruned_shapes`` (distill/models/resize.py), so eval.py, export.py, a teacher and
+``train.py init_ckpt=...`` (fine-tuning) load it as they load any other.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from omegaconf import OmegaConf
+
+from distill.models import build_model
+from distill.models.resize import changed_shapes
+from distill.pruning.measure import Batches, model_figures, torch_latency_ms
+from distill.pruning.plan import (
+    Target,
+    plan_by_sensitivity,
+    plan_global,
+    plot_sensitivity,
+    pruned_copy,
+    sensitivity,
+)
+
+log = logging.getLogger(__name__)
+MODES = ("sensitivity", "global")
+
+
+def save_pruned(source_ckpt: str, module, net, out: Path, info: dict) -> Path:
+    """A checkpoint that rebuilds ``net``: the source's hyper-parameters with the changed
+    shapes added to the network config, and the pruned weights."""
+    ckpt = torch.load(source_ckpt, map_location="cpu", weights_only=False)
+    hp = dict(ckpt["hyper_parameters"])
+    net_cfg = {k: v for k, v in dict(hp["net"]).items() if k != "pruned_shapes"}
+    reference = build_model(module.charset.num_classes, **net_cfg)
+    hp["net"] = {**net_cfg, "pruned_shapes": changed_shapes(net, reference)}
+    pruned = {
+        "hyper_parameters": hp,
+        "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
+        "pruning": info,
+        "pytorch-lightning_version": ckpt.get("pytorch-lightning_version"),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(pruned, out)
+    return out
+
+
+def run_prune(cfg) -> dict:
+    from distill.export import validation_set
+    from distill.module import load_recognizer
+
+    ckpt = Path(cfg.ckpt)
+    if not ckpt.is_file():
+        raise FileNotFoundError(f"checkpoint not found: {ckpt}")
+    if cfg.mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
+    module = load_recognizer(str(ckpt))
+    net = module.net
+    shape = (module.preprocess_cfg.height, module.preprocess_cfg.channels)
+    skip = list(cfg.get("skip") or [])
+    round_to = int(cfg.get("round_to") or 1)
+    out_dir = Path(cfg.paths.output_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+    data = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else None
+    ds = validation_set(data, module, "pruning (to measure accuracy)")
+    samples = [ds[i] for i in range(min(len(ds), cfg.eval_samples))]
+    batches = Batches([s for s in samples if s is not None])
+    log.info("validation: %d lines of %s", batches.n, ds.name)
+
+    target = Target(cfg.target.metric, float(cfg.target.keep), shape)
+    table_path = Path(cfg.sensitivity) if cfg.get("sensitivity") else out_dir / "sensitivity.json"
+    table = None
+    if cfg.mode == "sensitivity" or cfg.get("sensitivity"):
+        if table_path.is_file():
+            table = json.loads(table_path.read_text())
+            if sorted(table.get("skip", [])) != sorted(skip) or table.get("round_to") != round_to:
+                raise ValueError(
+                    f"{table_path} was computed with skip={table.get('skip')}, "
+                    f"round_to={table.get('round_to')}, not skip={skip}, round_to={round_to}: "
+                    "run the analysis again (another hydra.run.dir)"
+                )
+            log.info("sensitivity: %s (kept from an earlier run)", table_path)
+        else:
+            ratios = [float(r) for r in cfg.ratios]
+            table = sensitivity(
+                net, batches, module.charset, module.protocol, shape, ratios, skip, round_to
+            )
+            table["ckpt"] = str(ckpt)
+            table_path.write_text(json.dumps(table, indent=1) + "\n")
+            plot_sensitivity(table, table_path.with_suffix(".png"))
+            log.info("sensitivity: %s and %s", table_path, table_path.with_suffix(".png"))
+
+    if cfg.mode == "sensitivity":
+        plan, knob = plan_by_sensitivity(table, net, target, skip, round_to)
+        how = f"per-group ratios, accuracy-drop budget {knob:.4f} per group"
+    else:
+        plan, knob = plan_global(net, target, skip, float(cfg.max_ratio), round_to)
+        how = f"global L1 threshold at quantile {knob:.4f}"
+    pruned = pruned_copy(net, plan, shape, skip, round_to)
+
+    before = {
+        **model_figures(net, *shape),
+        "acc": batches.accuracy(net, module.charset, module.protocol)["acc"],
+    }
+    after = {
+        **model_figures(pruned, *shape),
+        "acc": batches.accuracy(pruned, module.charset, module.protocol)["acc"],
+    }
+    before["torch_ms"] = torch_latency_ms(net, *shape)
+    after["torch_ms"] = torch_latency_ms(pruned, *shape)
+    info = {
+        "source": str(ckpt),
+        "mode": cfg.mode,
+        "target": {"metric": target.metric, "keep": target.keep},
+        "how": how,
+        "plan": {k: v for k, v in plan.items() if v > 0},
+        "skip": skip,
+        "round_to": round_to,
+        "before": before,
+        "after_no_finetune": after,
+        "validation": {"set": ds.name, "lines": batches.n},
+    }
+    out = Path(cfg.out) if cfg.get("out") else out_dir / "pruned.ckpt"
+    save_pruned(str(ckpt), module, pruned, out, info)
+    (out_dir / "plan.json").write_text(json.dumps(info, indent=1) + "\n")
+
+    print(f"\npruned {ckpt} ({cfg.mode}: {how}; target {target})")
+    print(f"{'':12s} {'params':>10s} {'MMACs':>8s} {'torch ms':>9s} {'acc':>7s}")
+    for label, row in (("original", before), ("pruned", after)):
+        print(
+            f"{label:12s} {row['params']:10,d} {row['macs'] / 1e6:8.1f} {row['torch_ms']:9.2f} "
+            f"{100 * row['acc']:6.1f}%"
+        )
+    print(f"\nsaved {out}\nfine-tune it (the unpruned model as teacher):")
+    print(
+        f"  python train.py experiment=... init_ckpt={out} teacher=checkpoint teacher.ckpt={ckpt}"
+    )
+    print("or without a teacher (the ablation):")
+    print(f"  python train.py experiment=... init_ckpt={out} teacher=checkpoint")
+    return info
