@@ -2,7 +2,11 @@
 # OpenCV, FastAPI, uvicorn). scripts/serve_smoke.sh runs these same steps in CI.
 #   docker build -t distill-ocr .
 #   docker run -p 8000:8000 -v $PWD/models:/models -e MODEL=/models/en_student.onnx distill-ocr
+# Whole pages (PP-OCRv6's text detector finds the lines):
+#   docker build --build-arg EXTRAS=serve,page -t distill-ocr-page .
+#   docker run -p 8000:8000 -e OCR_DETECTOR=ppocrv6 distill-ocr-page
 FROM python:3.11-slim
+ARG EXTRAS=serve
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     MODEL=/app/models/en_student.onnx OCR_THREADS=2 PORT=8000
@@ -12,7 +16,7 @@ RUN apt-get update && apt-get install -y --no-install-recommends libglib2.0-0 \
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY distill ./distill
-RUN pip install --no-cache-dir '.[serve]'
+RUN pip install --no-cache-dir ".[${EXTRAS}]"
 # the shipped model; mount another over /models and set MODEL to serve yours
 COPY models/en_student.onnx models/en_student_int8.onnx ./models/
 USER ocr

@@ -15,7 +15,7 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH)
-	$(PIP) install --quiet -e ".[train,dev,serve]"
+	$(PIP) install --quiet -e ".[train,dev,serve,page]"
 	touch $(STAMP)
 
 # the main job: a short teacher run, a student distilled from it, the same student

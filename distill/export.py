@@ -1,4 +1,5 @@
-"""ONNX export of the recognizer (never a teacher or an adapter), parity check, INT8.
+"""ONNX export of the recognizer (never a teacher or an adapter), parity check, INT8;
+and TorchScript for libtorch deployments.
 
 The exported graph takes ``image`` float32 [N, C, 32, W] (N and W dynamic) and
 ``widths`` int64 [N] (each line's valid width in pixels, so padding never changes a
@@ -33,6 +34,8 @@ PARITY_WIDTHS = (32, 100, 320, 800)
 PARITY_BATCHES = (1, 7)
 PARITY_ATOL = 1e-3
 NEAR_TIE = 1e-4  # a top-2 logit margin below this may flip under float rounding
+TORCHSCRIPT_SUFFIXES = (".pt", ".ts", ".torchscript")
+FORMATS = ("onnx", "torchscript")
 
 
 class ExportError(RuntimeError):
@@ -48,6 +51,43 @@ class _LogitsOnly(nn.Module):
 
     def forward(self, image, widths):
         return self.net(image, widths)[0]
+
+
+class _SortedForTracing(nn.Module):
+    """The TorchScript graph: lines in any order. The traced LSTM packs sequences sorted
+    by length (see CRNN.forward), so the batch is sorted longest first and put back."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image, widths):
+        order = torch.argsort(widths, descending=True)
+        logits = self.net(image[order], widths[order])[0]
+        return logits[torch.argsort(order)]
+
+
+def export_torchscript(module: RecognizerModule, out: str | Path, name: str) -> Path:
+    """A traced TorchScript module ``(image, widths) -> logits`` like the ONNX graph;
+    the metadata (charset, preprocessing, ...) rides along as ``metadata.json`` in the
+    archive's extra files (``torch::jit::load(path, device, extra_files)`` reads it)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = _SortedForTracing(module.net).eval().cpu()
+    cfg = module.preprocess_cfg
+    example = (torch.randn(2, cfg.channels, cfg.height, 128), torch.tensor([100, 128]))
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # tracer warnings on shapes; parity is checked after
+        traced = torch.jit.trace(wrapper, example, check_trace=False)
+    extra = {"metadata.json": json.dumps(metadata(module, name), ensure_ascii=False)}
+    torch.jit.save(traced, str(out), _extra_files=extra)
+    return out
+
+
+def read_torchscript_metadata(path: str | Path) -> dict[str, str]:
+    extra = {"metadata.json": ""}
+    torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+    return json.loads(extra["metadata.json"])
 
 
 def metadata(module: RecognizerModule, name: str, extra: dict | None = None) -> dict[str, str]:
@@ -144,13 +184,14 @@ def parity_inputs(
 @dataclass
 class ParityReport:
     rows: list[dict] = field(default_factory=list)
+    runtime: str = "onnxruntime"
 
     @property
     def ok(self) -> bool:
         return all(r["ok"] for r in self.rows)
 
     def __str__(self) -> str:
-        lines = ["parity onnxruntime vs PyTorch:"]
+        lines = [f"parity {self.runtime} vs PyTorch:"]
         for r in self.rows:
             status = "ok" if r["ok"] else "FAIL"
             tie = f", {r['near_ties']} near-tie frame(s)" if r["near_ties"] else ""
@@ -159,6 +200,22 @@ class ParityReport:
                 f"strings {r['strings_equal']}/{r['batch']} identical{tie}  [{status}]"
             )
         return "\n".join(lines)
+
+
+def _runner(path: Path):
+    """``run(x, widths) -> logits`` of an exported model: ONNX or TorchScript (``.pt``)."""
+    if path.suffix in TORCHSCRIPT_SUFFIXES:
+        scripted = torch.jit.load(str(path), map_location="cpu").eval()
+
+        def run(x, valid):
+            with torch.no_grad():
+                return scripted(torch.from_numpy(x), torch.from_numpy(valid)).float().numpy()
+
+        return run, "TorchScript"
+    import onnxruntime as ort
+
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return (lambda x, valid: sess.run(None, {"image": x, "widths": valid})[0]), "onnxruntime"
 
 
 def check_parity(
@@ -174,10 +231,8 @@ def check_parity(
 
     A decoded string may differ only where PyTorch's own top-2 margin is a near tie
     (below 1e-4), which any float rounding can flip; that is reported, not hidden."""
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    report = ParityReport()
+    run, runtime = _runner(Path(onnx_path))
+    report = ParityReport(runtime=runtime)
     net = module.net.eval()
     if widths is None:
         widths = sorted({*PARITY_WIDTHS, module.preprocess_cfg.max_width})
@@ -186,10 +241,10 @@ def check_parity(
             x, valid = parity_inputs(module.preprocess_cfg, w, b)
             with torch.no_grad():
                 ref = net(torch.from_numpy(x), torch.from_numpy(valid))[0].float().numpy()
-            got = sess.run(None, {"image": x, "widths": valid})[0]
+            got = run(x, valid)
             if got.shape != ref.shape:
                 raise ExportError(
-                    f"ONNX output shape {got.shape} != PyTorch {ref.shape} at {x.shape}"
+                    f"{runtime} output shape {got.shape} != PyTorch {ref.shape} at {x.shape}"
                 )
             diff = float(np.abs(got - ref).max())
             frames = valid_frames(valid, net.width_per_frame)
@@ -383,9 +438,25 @@ def run_export(cfg) -> dict:
         raise FileNotFoundError(f"checkpoint not found: {ckpt}")
     module = load_recognizer(str(ckpt))
     name = cfg.get("name") or f"{module.hparams['net']['backbone']}-crnn-{module.charset.name}"
-    out = Path(cfg.out) if cfg.get("out") else ckpt.parent.parent / f"{name}.onnx"
+    fmt = cfg.get("format") or "onnx"
+    if fmt not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    suffix = ".onnx" if fmt == "onnx" else ".pt"
+    out = Path(cfg.out) if cfg.get("out") else ckpt.parent.parent / f"{name}{suffix}"
     if cfg.quantize not in ("none", "dynamic", "static"):
         raise ValueError(f"quantize must be none, dynamic or static, got {cfg.quantize!r}")
+    if fmt == "torchscript":
+        if cfg.quantize != "none":
+            raise ValueError("INT8 is an ONNX export: use format=onnx with quantize=...")
+        if out.suffix not in TORCHSCRIPT_SUFFIXES:
+            raise ValueError(f"a TorchScript file ends in {'/'.join(TORCHSCRIPT_SUFFIXES)}: {out}")
+        export_torchscript(module, out, name)
+        report = check_parity(module, out)
+        print(report)
+        if not report.ok:
+            raise ExportError(f"{out}: TorchScript output does not match PyTorch (see above)")
+        print(f"exported {out} ({out.stat().st_size / 2**20:.1f} MB, TorchScript)")
+        return {"torchscript": str(out), "parity": report.rows}
 
     export_onnx(module, out, name)
     report = check_parity(module, out)

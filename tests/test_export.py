@@ -314,3 +314,35 @@ def test_export_job_static_int8_from_the_checkpoints_own_data(tmp_path, capsys):
                 "export", [f"ckpt={bare}", f"out={tmp_path}/b.onnx", "quantize=dynamic"], tmp_path
             )
         )
+
+
+def test_torchscript_export_reads_lines_in_any_order_with_parity(tmp_path):
+    """format=torchscript: the traced module takes unsorted widths (parity batches mix
+    them), matches PyTorch, and carries the metadata a libtorch user needs."""
+    from distill.export import read_torchscript_metadata
+
+    ckpt = make_ckpt(tmp_path / "s.ckpt", NETS["student"])
+    cfg = compose_cfg(
+        "export", [f"ckpt={ckpt}", "format=torchscript", f"out={tmp_path}/s.pt"], tmp_path
+    )
+    summary = run_export(cfg)
+    assert summary["parity"] and all(r["ok"] for r in summary["parity"])
+    assert {r["batch"] for r in summary["parity"]} == {1, 7}
+    meta = read_torchscript_metadata(tmp_path / "s.pt")
+    module = load_recognizer(str(ckpt))
+    assert json.loads(meta["charset"]) == module.charset.chars
+    assert meta["input_height"] == "32" and meta["width_per_frame"] == "4"
+    # shortest line first: the traced LSTM packs them sorted, the wrapper puts them back
+    scripted = torch.jit.load(str(tmp_path / "s.pt"))
+    x = torch.rand(3, 1, 32, 96)
+    widths = torch.tensor([40, 96, 64])
+    with torch.no_grad():
+        got = scripted(x, widths)
+        for i in range(3):
+            alone = module.net(x[i : i + 1, :, :, : int(widths[i])], widths[i : i + 1])[0]
+            assert torch.allclose(got[i, : alone.shape[1]], alone[0], atol=1e-4)
+    bad = compose_cfg(
+        "export", [f"ckpt={ckpt}", "format=torchscript", "quantize=dynamic"], tmp_path
+    )
+    with pytest.raises(ValueError, match="INT8 is an ONNX export"):
+        run_export(bad)

@@ -293,3 +293,26 @@ def test_init_ckpt_of_another_architecture_is_a_clear_error(tmp_path):
     )
     with pytest.raises(FileNotFoundError, match="missing.ckpt"):
         build_module(cfg)
+
+
+def test_the_resnet34_teacher_prunes_too():
+    """Residual blocks: DepGraph couples each stage's outputs through its additions."""
+    torch.manual_seed(0)
+    net = build_model(11, backbone="resnet34", hidden=16, layers=1).eval()
+    x, widths = lines(n=2)
+    shape_before = net(x, widths)[0].shape
+    plan, _ = plan_global(net, Target("params", 0.7, SHAPE))
+    pruned = pruned_copy(net, plan, SHAPE)
+    assert count_params(pruned) <= 0.7 * count_params(net)
+    assert pruned(x, widths)[0].shape == shape_before
+    rebuilt = build_model(
+        11,
+        backbone="resnet34",
+        hidden=16,
+        layers=1,
+        pruned_shapes=changed_shapes(
+            pruned, build_model(11, backbone="resnet34", hidden=16, layers=1)
+        ),
+    ).eval()
+    rebuilt.load_state_dict(pruned.state_dict())
+    assert torch.equal(rebuilt(x, widths)[0], pruned(x, widths)[0])

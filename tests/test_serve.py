@@ -259,3 +259,48 @@ def test_the_web_page_is_served_and_posts_to_the_api(model_path):
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     for needed in ('type="file"', "drop", "paste", 'fetch("api/v1/ocr"', "FormData"):
         assert needed in page.text, needed
+
+
+def page_png() -> bytes:
+    page = np.full((280, 720, 3), 255, np.uint8)
+    for i, text in enumerate(["INVOICE 2026-118", "Total due: 42.50", "Thank you"]):
+        cv2.putText(page, text, (30, 60 + 80 * i), cv2.FONT_HERSHEY_SIMPLEX, 1.3, (0, 0, 0), 3)
+    return cv2.imencode(".png", page)[1].tobytes()
+
+
+def test_a_page_is_read_line_by_line_with_boxes_in_reading_order(model_path):
+    pytest.importorskip("rapidocr", reason="page mode's detector: pip install -e '.[page]'")
+    from distill.serve.pages import TextDetector
+
+    rec = Recognizer(model_path)
+    sizes = []
+    real = rec.recognize_arrays
+    rec.recognize_arrays = lambda arrays: (sizes.append(len(arrays)), real(arrays))[1]
+    app = create_app(rec, ServeSettings(max_wait_ms=50), detector=TextDetector())
+    data = page_png()
+
+    async def calls(c):
+        health = await c.get("/healthz")
+        page = await c.post(URL, files={"file": ("page.png", data, "image/png")})
+        line = await c.post(URL, json={"image_base64": b64(data), "mode": "line"})
+        bad = await c.post(URL, json={"image_base64": b64(data), "mode": "column"})
+        return health, page, line, bad
+
+    health, page, line, bad = run(app, calls)
+    assert health.json()["detector"] == "ppocrv6"
+    assert page.status_code == 200 and page.json()["mode"] == "page"
+    result = page.json()["results"][0]
+    assert len(result["lines"]) == 3, result
+    for i, found in enumerate(result["lines"]):
+        ys = [y for _, y in found["box"]]
+        assert min(ys) < 60 + 80 * i - 10 < max(ys), (i, found["box"])  # around line i's ink
+        assert len(found["box"]) == 4 and 0.0 <= found["confidence"] <= 1.0
+    assert result["text"] == "\n".join(x["text"] for x in result["lines"])
+    assert 3 in sizes  # the page's lines reached the model in one batch
+    assert line.json()["mode"] == "line" and "lines" not in line.json()["results"][0]
+    assert bad.status_code == 422 and "mode" in bad.json()["error"]
+
+    # without a detector, asking for a page is a clear 422
+    plain = create_app(Recognizer(model_path))
+    r = run(plain, lambda c: c.post(URL, json={"image_base64": b64(data), "mode": "page"}))
+    assert r.status_code == 422 and "--detector" in r.json()["error"]

@@ -104,7 +104,9 @@ def test_every_experiment_builds_the_module_it_trains(experiment, tmp_path):
         bare = compose_cfg("train", [*base, "init_ckpt=null", "teacher.ckpt=null"], tmp_path)
         module = build_module(bare)
         init = tmp_path / "init.ckpt"
-        torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, init)
+        torch.save(
+            {"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, init
+        )
         base.append(f"init_ckpt={init}")
         cfg = compose_cfg("train", base, tmp_path)
     kind = cfg.teacher._target_.rsplit(".", 1)[-1]

@@ -39,10 +39,10 @@ def _progress(iterable, total: int, description: str):
 
 
 def apply_plan(
-    net: nn.Module, plan: dict[str, float], shape: tuple[int, int], skip=()
+    net: nn.Module, plan: dict[str, float], shape: tuple[int, int], skip=(), round_to: int = 1
 ) -> nn.Module:
     """Prune ``net`` in place: group name -> ratio of its channels to remove."""
-    graph = PruningGraph(net, *shape, skip=skip)
+    graph = PruningGraph(net, *shape, skip=skip, round_to=round_to)
     unknown = sorted(set(plan) - set(graph.groups))
     if unknown:
         raise ValueError(

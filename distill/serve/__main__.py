@@ -1,7 +1,10 @@
 """python -m distill.serve MODEL.onnx [--host 127.0.0.1] [--port 8000] [--threads N]
     [--max-batch 32] [--max-wait-ms 5] [--max-queue 256] [--cache-entries 10000]
+    [--detector ppocrv6]
 
 ``--max-batch 1`` turns dynamic batching off, ``--cache-entries 0`` the result cache.
+``--detector ppocrv6`` reads whole pages: PP-OCRv6's text detector finds the lines
+(pip install 'distill[page]'); without it an image is one line.
 Thread settings also come from the environment (OCR_THREADS), for containers.
 """
 
@@ -21,6 +24,11 @@ def main(argv=None) -> None:
     p.add_argument("--max-wait-ms", type=float, default=5.0)
     p.add_argument("--max-queue", type=int, default=256)
     p.add_argument("--cache-entries", type=int, default=10_000)
+    p.add_argument(
+        "--detector",
+        default=os.environ.get("OCR_DETECTOR") or None,
+        help="ppocrv6: find the lines of whole pages (default: an image is a line)",
+    )
     args = p.parse_args(argv)
 
     import uvicorn
@@ -33,7 +41,15 @@ def main(argv=None) -> None:
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         cache_entries=args.cache_entries,
     )  # fmt: skip
-    uvicorn.run(create_app(recognizer, settings), host=args.host, port=args.port)
+    detector = None
+    if args.detector:
+        from distill.serve.pages import DetectorMissing, TextDetector
+
+        try:
+            detector = TextDetector(args.detector, threads=args.threads)
+        except (DetectorMissing, ValueError) as e:
+            raise SystemExit(f"error: {e}") from None
+    uvicorn.run(create_app(recognizer, settings, detector), host=args.host, port=args.port)
 
 
 if __name__ == "__main__":

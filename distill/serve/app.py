@@ -4,6 +4,9 @@
   (base64, data URLs accepted), or a multipart upload (``file``/``files`` fields);
   returns per image the text, its confidence, whether it came from the cache, and the
   time spent; a request's images go through the batcher with every other request's.
+  With a text detector (``create_app(..., detector=TextDetector())``) an image is a
+  page: its lines come back with their boxes, in reading order (``"mode": "line"`` in
+  the JSON or the form reads an image as one line anyway).
 - ``GET /``: a web page: drop, paste or pick images, read the text and confidences;
 - ``GET /healthz``: the model's name and the queue; ``GET /metrics``: Prometheus text
   (requests by status, latency histogram, batch sizes, queue depth, cache hits and
@@ -59,7 +62,10 @@ class Metrics:
         self.errors = Counter("ocr_errors", "refused or failed requests", ["kind"], registry=r)
 
 
-def create_app(recognizer, settings: ServeSettings | None = None):
+MODES = ("page", "line")
+
+
+def create_app(recognizer, settings: ServeSettings | None = None, detector=None):
     from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
     settings = settings or ServeSettings()
@@ -88,14 +94,26 @@ def create_app(recognizer, settings: ServeSettings | None = None):
         metrics.errors.labels(kind).inc()
         return JSONResponse({"error": message}, status_code=status)
 
-    async def images_of(request: Request) -> list[tuple[str, bytes]]:
+    def mode_of(value) -> str:
+        default = "page" if detector is not None else "line"
+        mode = value or default
+        if mode not in MODES:
+            raise BadInput(422, f"mode must be 'page' or 'line', got {mode!r}")
+        if mode == "page" and detector is None:
+            raise BadInput(
+                422, "mode 'page' needs a text detector: start the server with --detector ppocrv6"
+            )
+        return mode
+
+    async def images_of(request: Request) -> tuple[list[tuple[str, bytes]], str]:
         ctype = request.headers.get("content-type", "")
         if ctype.startswith("multipart/form-data"):
             form = await request.form()
             files = [v for k, v in form.multi_items() if k in ("file", "files")]
             if not files:
                 raise BadInput(422, "multipart body without a 'file' or 'files' field")
-            return [(f.filename or f"file{i}", await f.read()) for i, f in enumerate(files)]
+            mode = mode_of(form.get("mode"))
+            return [(f.filename or f"file{i}", await f.read()) for i, f in enumerate(files)], mode
         body = await request.body()
         if not body:
             raise BadInput(422, "empty body: send JSON {'image_base64': ...} or a file upload")
@@ -105,36 +123,64 @@ def create_app(recognizer, settings: ServeSettings | None = None):
             raise BadInput(422, "body is not valid JSON") from None
         if not isinstance(doc, dict) or not ({"image_base64", "images"} & set(doc)):
             raise BadInput(422, "JSON must hold 'image_base64' (a string) or 'images' (a list)")
+        mode = mode_of(doc.get("mode"))
         if "images" in doc:
             if not isinstance(doc["images"], list) or not doc["images"]:
                 raise BadInput(422, "'images' must be a non-empty list of base64 strings")
             return [
                 (f"images[{i}]", from_base64(t, f"images[{i}]"))
                 for i, t in enumerate(doc["images"])
-            ]
-        return [("image_base64", from_base64(doc["image_base64"], "image_base64"))]
+            ], mode
+        return [("image_base64", from_base64(doc["image_base64"], "image_base64"))], mode
 
-    async def read_one(name: str, data: bytes) -> dict:
+    async def recognize(image) -> object:
+        array = preprocess(image, recognizer.preprocess_cfg)
+        metrics.queue.set(batcher.depth + 1)
+        result = await batcher.submit(array)
+        metrics.queue.set(batcher.depth)
+        return result
+
+    async def read_page(image) -> dict:
+        """Detect the lines (in a worker thread: the event loop keeps serving), then
+        read them all at once: they reach the batcher together."""
+        boxes, crops = await asyncio.to_thread(detector.lines, image)
+        results = await asyncio.gather(*(recognize(c) for c in crops))
+        lines = [
+            {
+                "box": [[round(float(x), 1), round(float(y), 1)] for x, y in box],
+                "text": r.text,
+                "confidence": round(float(r.confidence), 4),
+            }
+            for box, r in zip(boxes, results)
+        ]
+        confidence = min((line["confidence"] for line in lines), default=0.0)
+        return {
+            "text": "\n".join(x["text"] for x in lines),
+            "confidence": confidence,
+            "lines": lines,
+        }
+
+    async def read_one(name: str, data: bytes, mode: str) -> dict:
         start = time.perf_counter()
-        key = image_key(data) if cache.enabled else None
+        key = image_key(data) + mode if cache.enabled else None
         hit = cache.get(key) if key else None
         if cache.enabled:
             metrics.cache.labels("hit" if hit else "miss").inc()
         if hit is None:
             image = decode_upload(data, name)
-            array = preprocess(image, recognizer.preprocess_cfg)
-            metrics.queue.set(batcher.depth + 1)
-            hit_or_result = await batcher.submit(array)
-            metrics.queue.set(batcher.depth)
+            if mode == "page":
+                result = await read_page(image)
+            else:
+                r = await recognize(image)
+                result = {"text": r.text, "confidence": round(float(r.confidence), 4)}
             if key:
-                cache.put(key, hit_or_result)
-            result, cached = hit_or_result, False
+                cache.put(key, result)
+            cached = False
         else:
             result, cached = hit, True
         return {
             "name": name,
-            "text": result.text,
-            "confidence": round(float(result.confidence), 4),
+            **result,
             "cached": cached,
             "ms": round(1000 * (time.perf_counter() - start), 2),
         }
@@ -144,10 +190,10 @@ def create_app(recognizer, settings: ServeSettings | None = None):
         start = time.perf_counter()
         path = "/api/v1/ocr"
         try:
-            items = await images_of(request)
+            items, mode = await images_of(request)
             if len(items) > MAX_IMAGES:
                 raise BadInput(413, f"{len(items)} images in one request, limit {MAX_IMAGES}")
-            results = await asyncio.gather(*(read_one(n, d) for n, d in items))
+            results = await asyncio.gather(*(read_one(n, d, mode) for n, d in items))
         except BadInput as e:
             metrics.requests.labels(path, str(e.status)).inc()
             return error(e.status, "bad_input", e.message)
@@ -161,6 +207,7 @@ def create_app(recognizer, settings: ServeSettings | None = None):
         metrics.latency.labels(path).observe(time.perf_counter() - start)
         return {
             "model": recognizer.name,
+            "mode": mode,
             "results": results,
             "ms": round(1000 * (time.perf_counter() - start), 2),
         }
@@ -173,7 +220,12 @@ def create_app(recognizer, settings: ServeSettings | None = None):
 
     @app.get("/healthz")
     async def healthz():
-        return {"status": "ok", "model": recognizer.name, "queue_depth": batcher.depth}
+        return {
+            "status": "ok",
+            "model": recognizer.name,
+            "detector": getattr(detector, "name", None),
+            "queue_depth": batcher.depth,
+        }
 
     @app.get("/metrics")
     async def prometheus():

@@ -13,6 +13,18 @@ def image_key(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
+def _deep_size(value) -> int:
+    """Bytes of a result: a page's lines and boxes count, not only the outer dict."""
+    if isinstance(value, dict):
+        items = value.items()
+        return sys.getsizeof(value) + sum(_deep_size(k) + _deep_size(v) for k, v in items)
+    if isinstance(value, (list, tuple)):
+        return sys.getsizeof(value) + sum(_deep_size(v) for v in value)
+    if hasattr(value, "__dict__"):
+        return sys.getsizeof(value) + _deep_size(vars(value))
+    return sys.getsizeof(value)
+
+
 class ResultCache:
     def __init__(self, max_entries: int = 10_000, max_bytes: int = 64 << 20):
         self.max_entries, self.max_bytes = max_entries, max_bytes
@@ -44,11 +56,7 @@ class ResultCache:
     def put(self, key: str, value) -> None:
         if not self.enabled:
             return
-        size = (
-            sys.getsizeof(key)
-            + sys.getsizeof(value)
-            + sum(sys.getsizeof(v) for v in getattr(value, "__dict__", {}).values())
-        )
+        size = sys.getsizeof(key) + _deep_size(value)
         with self._lock:
             if key in self._items:
                 self._bytes -= self._items.pop(key)[1]
