@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 prune-en prune-finetune clean
+.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 zh-student-v2 prune-en prune-finetune clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -87,6 +87,13 @@ ppocrv6-cache: $(STAMP)
 	$(TEACH) --source synth:20000 --out $(GEN)/ppocrv6/synth_en
 	$(TEACH) --source synth:40000:en:mix --out $(GEN)/ppocrv6/synth_mix_en
 
+# PP-OCRv6's label cache for the Chinese student (experiment=zh_student_v2): synthetic
+# lines of every render profile in the training fonts (held-out families stay out).
+ppocrv6-cache-zh: $(STAMP)
+	$(PIP) install --quiet -e ".[train,dev,teachers]"
+	$(PY) -m distill.teach --teacher ppocrv6 --charset zh --source synth:40000:zh:mix \
+		--out $(GEN)/ppocrv6/synth_mix_zh
+
 # The English reference student v2 (hours on 2 CPU cores; resumes when run again)
 en-student-v2: $(STAMP)
 	$(call resumable_run,logs/en_student_v2,en_student_v2)
@@ -117,6 +124,12 @@ prune-en: $(STAMP)
 	cp $(PRUNE_DIR)/sensitivity/sensitivity.png benchmarks/results/prune_en_student_v2_sensitivity.png
 prune-finetune: $(STAMP)
 	$(call resumable_run,$(RUN),en_prune_finetune,$(OVER))
+
+# The Chinese reference student v2 (needs ppocrv6-cache-zh; hours; resumes)
+zh-student-v2: $(STAMP)
+	@[ -f $(GEN)/val/document_zh/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
+		--lang zh --fonts train --size 300 --seed 4242 --out $(GEN)/val/document_zh
+	$(call resumable_run,logs/zh_student_v2,zh_student_v2)
 
 # The recipes for a foreign teacher, compared on equal data and steps (needs
 # ppocrv6-cache): labels only, (a) pseudo-labels, (b) + frame KL, (c) + mean KL.

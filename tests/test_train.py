@@ -73,8 +73,8 @@ def _ascii_teacher(path: Path) -> Path:
     return path
 
 
-def _ascii_cache(path: Path) -> Path:
-    """A teacher-label cache for the ascii charset, written by a tiny ONNX teacher."""
+def _cache(path: Path, charset: str = "ascii") -> Path:
+    """A teacher-label cache for ``charset``, written by a tiny ONNX teacher."""
     from distill.charset import Charset
     from distill.onnx_teacher import OnnxTeacher
     from distill.teach import source_items, teach
@@ -83,8 +83,8 @@ def _ascii_cache(path: Path) -> Path:
 
     onnx_path = export_tiny(path.parent / "tiny_rec.onnx", len(TEACHER_CHARS) + 2)
     teacher = OnnxTeacher(str(onnx_path), min_width=48, name="tiny")
-    teacher.bind(Charset.resolve("ascii"), 32)
-    items = source_items(str(ROOT / "data" / "samples" / "gt.txt"), Charset.resolve("ascii"))
+    teacher.bind(Charset.resolve(charset), 32)
+    items = source_items(str(ROOT / "data" / "samples" / "gt.txt"), Charset.resolve(charset))
     teach(teacher, items[:8], path, topk=3, progress=False)
     return path
 
@@ -119,7 +119,7 @@ def test_every_experiment_builds_the_module_it_trains(experiment, tmp_path):
 
     stand_ins = {  # the teachers these experiments name do not exist in a test
         "CheckpointTeacher": lambda: [f"teacher.ckpt={_ascii_teacher(tmp_path / 't.ckpt')}"],
-        "CachedTeacher": lambda: [f"teacher.path={_ascii_cache(tmp_path / 'cache')}"],
+        "CachedTeacher": lambda: [f"teacher.path={_cache(tmp_path / 'cache', cfg.charset)}"],
         "OnnxTeacher": tiny_onnx,
     }
     runs = []
