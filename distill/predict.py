@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from distill.charset import Charset
-from distill.ctc import greedy_decode, softmax
+from distill.ctc import greedy_decode_logits
 from distill.labelfile import read_label_file
 from distill.metrics import PROTOCOLS, RecognitionMetrics
 from distill.preprocess import (
@@ -99,7 +99,7 @@ class Recognizer:
         logits = self.session.run(None, feed)[0]
         check_frames(logits.shape[1], batch.shape[-1], self.width_per_frame, str(self.path))
         frames = valid_frames(widths, self.width_per_frame)
-        decoded = greedy_decode(softmax(logits), frames, blank=self.blank)
+        decoded = greedy_decode_logits(logits, frames, blank=self.blank)
         return [Result(self.charset.decode(idx), conf) for idx, conf in decoded]
 
     def recognize_arrays(self, arrays: list[np.ndarray]) -> list[Result]:

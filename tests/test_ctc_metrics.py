@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from distill.ctc import greedy_decode, softmax
+from distill.ctc import greedy_decode, greedy_decode_logits, softmax
 from distill.metrics import normalize, score
 
 
@@ -32,6 +32,22 @@ def test_empty_prediction_confidence_is_blank_mean():
 def test_softmax_rows_sum_to_one():
     x = np.random.default_rng(0).normal(size=(2, 3, 5))
     assert np.allclose(softmax(x).sum(-1), 1)
+
+
+@pytest.mark.parametrize("classes", [5, 6892])
+def test_decoding_from_logits_equals_decoding_the_softmax(classes):
+    """The predictor decodes logits directly (probabilities only where the confidence
+    reads them): same characters and confidences as the full softmax, incl. a line that
+    emits nothing and one of zero valid frames."""
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 3, (4, 30, classes)).astype(np.float32)
+    logits[1, :, 0] += 50  # all blank: the confidence is the mean best-frame probability
+    lengths = np.array([30, 30, 7, 0])
+    want = greedy_decode(softmax(logits), lengths)
+    got = greedy_decode_logits(logits, lengths)
+    assert [ids for ids, _ in got] == [ids for ids, _ in want]
+    assert got[1][0] == [] and got[3] == ([], 0.0)
+    assert np.allclose([c for _, c in got], [c for _, c in want], atol=1e-6)
 
 
 def test_metrics_hand_computed():
