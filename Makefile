@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 zh-student-v2 prune-en prune-finetune clean
+.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 zh-student-v2 kd-gain gain-run prune-en prune-finetune clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -130,6 +130,33 @@ zh-student-v2: $(STAMP)
 	@[ -f $(GEN)/val/document_zh/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
 		--lang zh --fonts train --size 300 --seed 4242 --out $(GEN)/val/document_zh
 	$(call resumable_run,logs/zh_student_v2,zh_student_v2)
+
+# The distillation gain of the v2 students: the same network, data, steps and seed with
+# PP-OCRv6 (through its cache) and without a teacher, two seeds, English and Chinese
+# (needs ppocrv6-cache and ppocrv6-cache-zh; 3000 steps per run; resumable)
+GAIN_DIR ?= logs/kd_gain
+GAIN_SEEDS ?= 12345 2
+HELDOUT_DOC_ZH := data/generated/heldout/document_zh
+kd-gain: $(STAMP)
+	@for s in $(GAIN_SEEDS); do for e in en_v2_gain en_v2_gain_labels zh_v2_gain zh_v2_gain_labels; do \
+		$(MAKE) --no-print-directory gain-run RUN=$(GAIN_DIR)/$$e/seed$$s EXP=$$e OVER=seed=$$s \
+		|| exit 1; done; done
+	@[ -f $(HELDOUT_DOC_EN)/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
+		--lang en --fonts heldout --size 500 --out $(HELDOUT_DOC_EN)
+	@[ -f $(HELDOUT_DOC_ZH)/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
+		--lang zh --fonts heldout --size 500 --out $(HELDOUT_DOC_ZH)
+	$(PY) benchmarks/kd_compare.py --name kd_gain_en \
+		$(foreach s,$(GAIN_SEEDS),--run "PP-OCRv6 seed $(s)=$(GAIN_DIR)/en_v2_gain/seed$(s)" \
+		--run "labels only seed $(s)=$(GAIN_DIR)/en_v2_gain_labels/seed$(s)") \
+		--devset ../shared/devsets/iiit5k_300/labels.tsv:scene \
+		--devset ../shared/devsets/sroie_500/labels.tsv:caseless \
+		--devset $(HELDOUT_DOC_EN)/labels.tsv:exact
+	$(PY) benchmarks/kd_compare.py --name kd_gain_zh \
+		$(foreach s,$(GAIN_SEEDS),--run "PP-OCRv6 seed $(s)=$(GAIN_DIR)/zh_v2_gain/seed$(s)" \
+		--run "labels only seed $(s)=$(GAIN_DIR)/zh_v2_gain_labels/seed$(s)") \
+		--devset $(HELDOUT_DOC_ZH)/labels.tsv:exact
+gain-run: $(STAMP)
+	$(call resumable_run,$(RUN),$(EXP),$(OVER))
 
 # The recipes for a foreign teacher, compared on equal data and steps (needs
 # ppocrv6-cache): labels only, (a) pseudo-labels, (b) + frame KL, (c) + mean KL.
