@@ -48,14 +48,40 @@ class Result:
     confidence: float
 
 
+def plan_batches(widths, max_batch: int, max_padding: float = 0.25) -> list[tuple[int, int]]:
+    """Split lines sorted by width into batches of at most ``max_batch`` lines whose
+    padding (columns beyond each line's own width) stays within ``max_padding`` of the
+    columns read: a 100 px line is not padded to 1500 px because it shares a call with a
+    long one. Returns [start, end) ranges over the sorted lines."""
+    out, start = [], 0
+    total = 0
+    for i, w in enumerate(widths):
+        n = i - start + 1
+        padded = n * w  # sorted ascending: the newest line is the widest
+        if i > start and (n > max_batch or padded > (1 + max_padding) * (total + w)):
+            out.append((start, i))
+            start, total = i, 0
+        total += w
+    if widths:
+        out.append((start, len(widths)))
+    return out
+
+
 class Recognizer:
     """Reads text lines with an exported model: ``Recognizer("m.onnx").recognize(images)``.
 
     ``images`` are uint8 RGB/gray numpy arrays or file paths; results keep input order.
-    Lines are sorted by width and batched, so padding stays small.
+    Lines are sorted by width and batched (at most ``batch_size`` per call, and no more
+    than ``max_padding`` of a call's columns spent on padding), so padding stays small.
     """
 
-    def __init__(self, model_path: str | Path, threads: int | None = None, batch_size: int = 16):
+    def __init__(
+        self,
+        model_path: str | Path,
+        threads: int | None = None,
+        batch_size: int = 16,
+        max_padding: float = 0.25,
+    ):
         import onnxruntime as ort
 
         self.path = Path(model_path)
@@ -92,6 +118,7 @@ class Recognizer:
         self.name = meta.get("model_name", self.path.stem)
         self.metadata = dict(meta)
         self.batch_size = batch_size
+        self.max_padding = max_padding
 
     def _run(self, arrays: list[np.ndarray]) -> list[Result]:
         batch, widths = pad_batch(arrays, self.width_per_frame)
@@ -105,9 +132,10 @@ class Recognizer:
     def recognize_arrays(self, arrays: list[np.ndarray]) -> list[Result]:
         """Preprocessed (C, H, w) arrays -> results, batched by similar width."""
         order = np.argsort([a.shape[2] for a in arrays], kind="stable")
+        widths = [arrays[k].shape[2] for k in order]
         results: list[Result | None] = [None] * len(arrays)
-        for i in range(0, len(order), self.batch_size):
-            chunk = order[i : i + self.batch_size]
+        for start, end in plan_batches(widths, self.batch_size, self.max_padding):
+            chunk = order[start:end]
             for j, r in zip(chunk, self._run([arrays[k] for k in chunk])):
                 results[j] = r
         return results

@@ -346,3 +346,20 @@ def test_torchscript_export_reads_lines_in_any_order_with_parity(tmp_path):
     )
     with pytest.raises(ValueError, match="INT8 is an ONNX export"):
         run_export(bad)
+
+
+def test_batches_keep_padding_small():
+    from distill.predict import plan_batches
+
+    # short lines are not padded to the long one; equal lines fill max_batch
+    assert plan_batches([100] * 5 + [1500], 32) == [(0, 5), (5, 6)]
+    assert plan_batches([64] * 40, 16) == [(0, 16), (16, 32), (32, 40)]
+    widths = sorted(np.random.default_rng(0).integers(40, 1600, 200).tolist())
+    plan = plan_batches(widths, 32, 0.25)
+    assert plan[0][0] == 0 and plan[-1][1] == 200
+    assert all(a[1] == b[0] for a, b in zip(plan, plan[1:]))
+    for start, end in plan:
+        part = widths[start:end]
+        assert len(part) <= 32
+        assert len(part) == 1 or len(part) * part[-1] <= 1.25 * sum(part)
+    assert plan_batches([], 8) == []

@@ -1,5 +1,5 @@
 """python -m distill.serve MODEL.onnx [--host 127.0.0.1] [--port 8000] [--threads N]
-    [--max-batch 32] [--max-wait-ms 5] [--max-queue 256] [--cache-entries 10000]
+    [--max-batch 32] [--max-wait-ms 0] [--max-queue 256] [--cache-entries 10000]
     [--detector ppocrv6]
 
 ``--max-batch 1`` turns dynamic batching off, ``--cache-entries 0`` the result cache.
@@ -21,7 +21,7 @@ def main(argv=None) -> None:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--threads", type=int, default=int(os.environ.get("OCR_THREADS", "0")) or None)
     p.add_argument("--max-batch", type=int, default=32)
-    p.add_argument("--max-wait-ms", type=float, default=5.0)
+    p.add_argument("--max-wait-ms", type=float, default=0.0)
     p.add_argument("--max-queue", type=int, default=256)
     p.add_argument("--cache-entries", type=int, default=10_000)
     p.add_argument(

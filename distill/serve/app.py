@@ -34,7 +34,8 @@ from distill.serve.inputs import MAX_IMAGES, BadInput, decode_upload, from_base6
 @dataclass
 class ServeSettings:
     max_batch: int = 32  # 1 turns dynamic batching off
-    max_wait_ms: float = 5.0
+    max_wait_ms: float = 0.0  # 0: read what is queued now; lines that come while
+    # the model works are queued, and read together by the next call
     max_queue: int = 256
     cache_entries: int = 10_000  # 0 turns the cache off
     cache_bytes: int = 64 << 20

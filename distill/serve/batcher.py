@@ -1,6 +1,7 @@
-"""Dynamic batching: lines from concurrent requests wait at most ``max_wait_ms`` to be
-read together, up to ``max_batch`` lines, sorted by width; the queue is bounded, and a
-full queue is refused (the API answers 503) instead of growing without limit."""
+"""Dynamic batching: the lines that queue up while the model works are read together by
+its next call (up to ``max_batch``, sorted by width; ``max_wait_ms`` > 0 also makes a
+lone line wait that long for company); the queue is bounded, and a full queue is
+refused (the API answers 503) instead of growing without limit."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ class DynamicBatcher:
         self,
         run_batch: Callable[[list[np.ndarray]], list],
         max_batch: int = 32,
-        max_wait_ms: float = 5.0,
+        max_wait_ms: float = 0.0,
         max_queue: int = 256,
         on_batch: Callable[[int, float], None] | None = None,
     ):
