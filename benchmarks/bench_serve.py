@@ -141,6 +141,7 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--concurrency", default="1,8,32")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--server-args", default="", help="more flags for every server, e.g. --no-spin")
     ap.add_argument("--name", default=Path(ap.parse_known_args()[0].model).stem)
     args = ap.parse_args()
     levels = [int(c) for c in args.concurrency.split(",")]
@@ -177,7 +178,7 @@ def main() -> None:
         ]
     rows = []
     for name, flags, payloads, conc in configs:
-        server = Server(args.model, args.threads, flags)
+        server = Server(args.model, args.threads, [*flags, *args.server_args.split()])
         try:
             server.wait()
             asyncio.run(load(server.url, payloads[:4], 2, 8, 30))  # warm-up

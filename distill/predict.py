@@ -81,6 +81,7 @@ class Recognizer:
         threads: int | None = None,
         batch_size: int = 16,
         max_padding: float = 0.25,
+        spin: bool = True,
     ):
         import onnxruntime as ort
 
@@ -91,6 +92,9 @@ class Recognizer:
         if threads:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
+        if not spin:  # idle threads sleep instead of spinning: they leave the cores to a
+            # server's own work (HTTP, decoding) between calls
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self.session = ort.InferenceSession(
             str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
         )

@@ -25,6 +25,12 @@ def main(argv=None) -> None:
     p.add_argument("--max-queue", type=int, default=256)
     p.add_argument("--cache-entries", type=int, default=10_000)
     p.add_argument(
+        "--spin",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="onnxruntime's idle threads spin (fast for one caller) or sleep",
+    )
+    p.add_argument(
         "--detector",
         default=os.environ.get("OCR_DETECTOR") or None,
         help="ppocrv6: find the lines of whole pages (default: an image is a line)",
@@ -36,7 +42,9 @@ def main(argv=None) -> None:
     from distill.predict import Recognizer
     from distill.serve.app import ServeSettings, create_app
 
-    recognizer = Recognizer(args.model, threads=args.threads, batch_size=args.max_batch)
+    recognizer = Recognizer(
+        args.model, threads=args.threads, batch_size=args.max_batch, spin=args.spin
+    )
     settings = ServeSettings(
         max_batch=args.max_batch, max_wait_ms=args.max_wait_ms, max_queue=args.max_queue,
         cache_entries=args.cache_entries,
