@@ -5,11 +5,12 @@
 # Whole pages (PP-OCRv6's text detector finds the lines):
 #   docker build --build-arg EXTRAS=serve,page -t distill-ocr-page .
 #   docker run -p 8000:8000 -e OCR_DETECTOR=ppocrv6 distill-ocr-page
+# OCR_THREADS=0: the model gets all CPUs but one (that one serves HTTP and decodes images)
 FROM python:3.11-slim
 ARG EXTRAS=serve
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
-    MODEL=/app/models/en_student.onnx OCR_THREADS=2 PORT=8000
+    MODEL=/app/models/en_student.onnx OCR_THREADS=0 PORT=8000
 RUN apt-get update && apt-get install -y --no-install-recommends libglib2.0-0 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --create-home --uid 10001 ocr

@@ -54,7 +54,7 @@ def free_port() -> int:
 class Server:
     def __init__(self, model: str, threads: int, extra: list[str]):
         self.port = free_port()
-        env = {**os.environ, "OCR_THREADS": str(threads)}
+        env = {**os.environ, "OCR_THREADS": str(threads)} if threads else dict(os.environ)
         cmd = [sys.executable, "-m", "distill.serve", model, "--port", str(self.port), *extra]
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
@@ -81,11 +81,11 @@ class Server:
 
 
 async def load(url: str, payloads: list[bytes], concurrency: int, limit: int, seconds: float):
-    """``concurrency`` clients send payloads in turn; returns latencies (s), wall time,
-    and counts of non-200 answers."""
+    """``concurrency`` clients send payloads in turn; returns latencies (s) seen by the
+    clients, the server's own times (ms), wall time, and counts of non-200 answers."""
     import httpx
 
-    latencies, errors = [], {}
+    latencies, server_ms, errors = [], [], {}
     next_index = 0
     deadline = time.perf_counter() + seconds
 
@@ -103,6 +103,7 @@ async def load(url: str, payloads: list[bytes], concurrency: int, limit: int, se
             )
             if r.status_code == 200:
                 latencies.append(time.perf_counter() - start)
+                server_ms.append(r.json()["ms"])  # the handler's own time, HTTP excluded
             else:
                 errors[r.status_code] = errors.get(r.status_code, 0) + 1
 
@@ -111,7 +112,7 @@ async def load(url: str, payloads: list[bytes], concurrency: int, limit: int, se
         start = time.perf_counter()
         await asyncio.gather(*(client(c) for _ in range(concurrency)))
         wall = time.perf_counter() - start
-    return latencies, wall, errors
+    return latencies, server_ms, wall, errors
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -140,7 +141,9 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--concurrency", default="1,8,32")
-    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--threads", type=int, default=0, help="model threads (0: the server's default)"
+    )
     ap.add_argument("--server-args", default="", help="more flags for every server, e.g. --no-spin")
     ap.add_argument("--name", default=Path(ap.parse_known_args()[0].model).stem)
     args = ap.parse_args()
@@ -183,7 +186,7 @@ def main() -> None:
             server.wait()
             asyncio.run(load(server.url, payloads[:4], 2, 8, 30))  # warm-up
             for c in conc:
-                lat, wall, errors = asyncio.run(
+                lat, server_ms, wall, errors = asyncio.run(
                     load(server.url, payloads, c, args.requests, args.seconds)
                 )
                 row = {
@@ -196,6 +199,8 @@ def main() -> None:
                     "p95_ms": 1000 * percentile(lat, 95),
                     "p99_ms": 1000 * percentile(lat, 99),
                     "mean_ms": 1000 * statistics.fmean(lat) if lat else float("nan"),
+                    "server_p50_ms": percentile(server_ms, 50),
+                    "server_p99_ms": percentile(server_ms, 99),
                 }
                 rows.append(row)
                 print(
@@ -212,18 +217,24 @@ def main() -> None:
     top = max(levels)
     on, off = find("lines, batching on", top), find("lines, batching off", top)
     gain = on["req_per_s"] / off["req_per_s"] if on and off else float("nan")
-    table = ["| configuration | c | requests | req/s | p50 ms | p95 ms | p99 ms | errors |"]
-    table.append("|---|---|---|---|---|---|---|---|")
+    table = [
+        "| configuration | c | requests | req/s | p50 ms | p95 ms | p99 ms "
+        "| server p50 / p99 ms | errors |"
+    ]
+    table.append("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         table.append(
             f"| {r['config']} | {r['concurrency']} | {r['requests']} | {r['req_per_s']:.1f} | "
-            f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors'] or ''} |"
+            f"{r['p50_ms']:.1f} | {r['p95_ms']:.1f} | {r['p99_ms']:.1f} | "
+            f"{r['server_p50_ms']:.1f} / {r['server_p99_ms']:.1f} | {r['errors'] or ''} |"
         )
     md = (
         f"# Serving {Path(args.model).name}\n\n"
         f"`python benchmarks/bench_serve.py {' '.join(sys.argv[1:])}`\n\n"
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; server threads "
-        f"{args.threads}; client and server on the same machine; each cell stops at "
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; model threads "
+        f"{args.threads or 'the server default (CPUs - 1)'}; client and server on the same "
+        "machine (a client's latency includes its own event loop's delays; the server column "
+        "is the handler's time, body parsing included, transport excluded); each cell stops at "
         f"{args.requests} requests or {args.seconds:g} s.\n\n"
         + "\n".join(table)
         + f"\n\nDynamic batching at concurrency {top}: {gain:.2f}x the throughput of "
