@@ -66,30 +66,47 @@ def read_dictionary(dictionary: str | None, metadata: dict[str, str], source: st
     return [ln.rstrip("\r") for ln in text.split("\n") if ln.rstrip("\r") != ""]
 
 
-def _student_char(c: str, student: Charset) -> str | None:
+def _student_char(c: str, student: Charset, folds: dict[str, str] | None = None) -> str | None:
     """The student's character for a teacher character: itself, else its Unicode
-    compatibility form (full-width punctuation and letters -> ASCII), else None."""
+    compatibility form (full-width punctuation and letters -> ASCII), else the student's
+    character of the same compatibility form (``folds``; e.g. the teacher's '¥' is the
+    zh charset's full-width '￥'), else None."""
     if c in student:
         return c
     folded = unicodedata.normalize("NFKC", c)
-    return folded if len(folded) == 1 and folded in student else None
+    if len(folded) == 1 and folded in student:
+        return folded
+    return (folds or {}).get(folded)
+
+
+def compatibility_folds(student: Charset) -> dict[str, str]:
+    """NFKC form -> the student's character, for the student's characters that are not
+    in their own NFKC form (full-width forms a charset keeps, like '￥' or '（')."""
+    folds = {}
+    for ch in student.chars:
+        folded = unicodedata.normalize("NFKC", ch)
+        if folded != ch and len(folded) == 1 and folded not in student:
+            folds.setdefault(folded, ch)
+    return folds
 
 
 class VocabularyMap:
     """Maps a teacher's classes onto a student's charset.
 
-    A teacher class whose character (or its NFKC form) the student has adds its
-    probability to that student class (several teacher classes may land on one, e.g.
-    ',' and the full-width '，'); the blank maps to the blank. Probability on the other
+    A teacher class whose character (or its NFKC form, or a student character of the
+    same NFKC form) the student has adds its probability to that student class (several
+    teacher classes may land on one, e.g. ',' and the full-width '，'); the blank maps
+    to the blank. Probability on the other
     classes, characters the student cannot write, is dropped and the rest renormalized:
     the student learns the teacher's view among what it can say. The dropped mass is
     reported per batch (``train/teacher_unmapped_mass``)."""
 
     def __init__(self, teacher_chars: list[str], student: Charset):
         self.student = student
+        self.folds = compatibility_folds(student)
         src, dst = [0], [0]  # blank -> blank
         for k, c in enumerate(teacher_chars, start=1):
-            j = _student_char(c, student)
+            j = _student_char(c, student, self.folds)
             if j is not None:
                 src.append(k)
                 dst.append(student.index[j])
@@ -124,7 +141,7 @@ class VocabularyMap:
     def map_text(self, text: str) -> str | None:
         """The teacher's reading in the student's characters; None when it holds a
         character the student cannot write (such a line is no CTC target)."""
-        chars = [_student_char(c, self.student) for c in text]
+        chars = [_student_char(c, self.student, self.folds) for c in text]
         return None if any(c is None for c in chars) else "".join(chars)
 
 

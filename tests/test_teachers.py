@@ -86,6 +86,19 @@ def test_vocabulary_map_on_a_toy_dictionary():
         VocabularyMap(["x", "中"], student)
 
 
+def test_a_full_width_student_character_takes_its_compatibility_form():
+    """The zh charset writes the yen sign full-width ('￥'); PP-OCRv6 emits '¥'
+    (NFKC of '￥'): it must land on the student's '￥', not be dropped."""
+    student = Charset(list("12￥（"), name="toy-zh")
+    vm = VocabularyMap(["¥", "1", "(", "2"], student)
+    assert vm.map_text("¥12") == "￥12" and vm.map_text("(1") == "（1"
+    probs = np.array([[0.1, 0.4, 0.2, 0.2, 0.1]])  # blank, '¥', '1', '(', '2'
+    mapped, unmapped = vm.map_probs(probs)
+    assert unmapped[0] == pytest.approx(0.0)
+    np.testing.assert_allclose(mapped[0], [0.1, 0.2, 0.1, 0.4, 0.2])  # blank 1 2 ￥ （
+    assert vm.missing == []
+
+
 def test_ctc_targets_from_labels_and_teacher():
     teacher = Outputs(
         torch.zeros(4, 1, 2),
