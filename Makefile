@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 zh-student-v2 kd-gain gain-run prune-en prune-finetune clean
+.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 en-student-v2-sizes zh-student-v2 kd-gain gain-run prune-en prune-finetune clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -86,6 +86,12 @@ ppocrv6-cache: $(STAMP)
 	$(TEACH) --source $(SHARED)/iiit5k_train_unlabeled/img --out $(GEN)/ppocrv6/iiit5k_unlabeled
 	$(TEACH) --source synth:20000 --out $(GEN)/ppocrv6/synth_en
 	$(TEACH) --source synth:40000:en:mix --out $(GEN)/ppocrv6/synth_mix_en
+
+# The other two sizes of the English student v2 for the accuracy-latency table (same
+# data, recipe and steps; hours each; resume when run again)
+en-student-v2-sizes: $(STAMP)
+	$(call resumable_run,logs/en_student_v2_s,en_student_v2_s)
+	$(call resumable_run,logs/en_student_v2_l,en_student_v2_l)
 
 # PP-OCRv6's label cache for the Chinese student (experiment=zh_student_v2): synthetic
 # lines of every render profile in the training fonts (held-out families stay out).
