@@ -116,7 +116,6 @@ class PruningGraph:
     ):
         self.net = net
         self.names = {m: n for n, m in net.named_modules()}
-        self.modules = dict(net.named_modules())
         example = torch.zeros(1, in_channels, height, width)
         was_training = net.training
         net.eval()
@@ -134,7 +133,6 @@ class PruningGraph:
         ignored = [m for m in net.modules() if isinstance(m, ChannelShuffle)]
         ignored += [m for n, m in net.named_modules() if n and self._skipped(n)]
         ignored.append(net.head)
-        self.ignored = ignored
         self.groups: dict[str, Group] = {}
         self._roots: dict[str, nn.Module] = {}
         for group in self.dg.get_all_groups(ignored_layers=ignored, root_module_types=[nn.Conv2d]):
@@ -164,7 +162,19 @@ class PruningGraph:
     def _skipped(self, name: str) -> bool:
         return any(name == s or name.startswith(s + ".") for s in self.skip)
 
-    def prune(self, name: str, ratio: float, importance=None) -> int:
+    def scores(self, name: str, normalizer: str | None = None) -> torch.Tensor:
+        """Each channel's L1 norm over the whole group (mean over its layers);
+        ``normalizer="mean"`` divides by the group's mean, to compare groups."""
+        root = self._roots[name]
+        group = self.dg.get_pruning_group(
+            root, tp.prune_conv_out_channels, list(range(root.out_channels))
+        )
+        scorer = tp.importance.GroupMagnitudeImportance(
+            p=1, group_reduction="mean", normalizer=normalizer
+        )
+        return scorer(group)
+
+    def prune(self, name: str, ratio: float) -> int:
         """Remove ``ratio`` of group ``name``'s channels, the lowest L1 norm first, keeping
         a multiple of ``round_to``. Returns how many were removed (one channel at least
         is always kept)."""
@@ -177,12 +187,7 @@ class PruningGraph:
         remove = n - max(1, keep)
         if remove <= 0:
             return 0
-        group = self.dg.get_pruning_group(root, tp.prune_conv_out_channels, list(range(n)))
-        scorer = importance or tp.importance.GroupMagnitudeImportance(
-            p=1, group_reduction="mean", normalizer=None
-        )
-        scores = scorer(group)
-        idxs = torch.argsort(scores)[:remove].tolist()
+        idxs = torch.argsort(self.scores(name))[:remove].tolist()
         group = self.dg.get_pruning_group(root, tp.prune_conv_out_channels, idxs)
         if not self.dg.check_pruning_group(group):
             return 0

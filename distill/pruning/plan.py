@@ -16,7 +16,6 @@ import logging
 from collections.abc import Callable
 
 import torch
-import torch_pruning as tp
 from torch import nn
 
 from distill.models.resize import sync_out_channels
@@ -222,14 +221,7 @@ def plan_global(
 ) -> tuple[dict, float]:
     """One threshold on mean-normalized L1 group importance; returns (plan, quantile)."""
     graph = PruningGraph(copy.deepcopy(net), *target.shape, skip=skip, round_to=round_to)
-    scorer = tp.importance.GroupMagnitudeImportance(p=1, group_reduction="mean", normalizer="mean")
-    scores = {}
-    for name in graph.groups:
-        root = graph._roots[name]
-        group = graph.dg.get_pruning_group(
-            root, tp.prune_conv_out_channels, list(range(root.out_channels))
-        )
-        scores[name] = scorer(group)
+    scores = {name: graph.scores(name, normalizer="mean") for name in graph.groups}
     everything = torch.cat(list(scores.values()))
 
     def make_plan(q: float) -> dict:
