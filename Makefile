@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 en-student-v2-sizes zh-student-v2 kd-gain gain-run prune-en prune-finetune clean
+.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-student-v2-sizes zh-student-v2 kd-gain gain-run prune-en prune-finetune clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -103,6 +103,23 @@ ppocrv6-cache-zh: $(STAMP)
 # The English reference student v2 (hours on 2 CPU cores; resumes when run again)
 en-student-v2: $(STAMP)
 	$(call resumable_run,logs/en_student_v2,en_student_v2)
+
+# Ship the English student v2 as models/en_student{,_int8}.onnx (parity-checked,
+# FP32 vs INT8 on its validation lines), then read the three English sets side by side
+# with the peers in one run each (quiet machine: these are latency figures).
+EN_V2 ?= logs/en_student_v2/checkpoints/last.ckpt
+EN_MODELS := --model "en_student FP32=models/en_student.onnx" \
+	--model "en_student INT8=models/en_student_int8.onnx"
+ship-en: $(STAMP)
+	$(PY) export.py ckpt=$(EN_V2) out=models/en_student.onnx name=en_student quantize=dynamic
+	@[ -f $(HELDOUT_DOC_EN)/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
+		--lang en --fonts heldout --size 500 --out $(HELDOUT_DOC_EN)
+	$(PY) benchmarks/bench_infer.py ../shared/devsets/iiit5k_300/labels.tsv $(EN_MODELS) \
+		--protocol scene --name iiit5k_300_en_v2 --plot
+	$(PY) benchmarks/bench_infer.py ../shared/devsets/sroie_500/labels.tsv $(EN_MODELS) \
+		--protocol caseless --name sroie_500_en_v2 --plot
+	$(PY) benchmarks/bench_infer.py $(HELDOUT_DOC_EN)/labels.tsv $(EN_MODELS) \
+		--protocol exact --name heldout_document_en_v2 --plot
 
 # Pruning the English student v2 at two targets (60% and 45% of its parameters), each
 # fine-tuned with the unpruned student as teacher and without (same data and steps),
