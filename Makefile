@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-student-v2-sizes zh-student-v2 kd-gain gain-run prune-en prune-finetune clean
+.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 kd-gain gain-run prune-en prune-finetune clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -88,10 +88,11 @@ ppocrv6-cache: $(STAMP)
 	$(TEACH) --source synth:40000:en:mix --out $(GEN)/ppocrv6/synth_mix_en
 
 # The other two sizes of the English student v2 for the accuracy-latency table (same
-# data, recipe and steps; hours each; resume when run again)
+# data, recipe and steps; hours each; resume when run again): x1.5 first (does capacity
+# limit v2?), then x0.5 (add 0.48M=logs/en_student_v2_s/... to EN_SIZES)
 en-student-v2-sizes: $(STAMP)
-	$(call resumable_run,logs/en_student_v2_s,en_student_v2_s)
 	$(call resumable_run,logs/en_student_v2_l,en_student_v2_l)
+	$(call resumable_run,logs/en_student_v2_s,en_student_v2_s)
 
 # PP-OCRv6's label cache for the Chinese student (experiment=zh_student_v2): synthetic
 # lines of every render profile in the training fonts (held-out families stay out).
@@ -120,6 +121,29 @@ ship-en: $(STAMP)
 		--protocol caseless --name sroie_500_en_v2 --plot
 	$(PY) benchmarks/bench_infer.py $(HELDOUT_DOC_EN)/labels.tsv $(EN_MODELS) \
 		--protocol exact --name heldout_document_en_v2 --plot
+
+# The accuracy-latency table of the English student by size (README, notebook): each
+# size exported (FP32 + dynamic INT8, parity-checked), then the three English sets read
+# by all of them and the peers, one run per set. Sizes (NAME=CKPT): the pruned and
+# distilled students (make prune-en), v2 itself, and x1.5 (make en-student-v2-sizes).
+SIZE_DIR ?= logs/sizes_en
+EN_SIZES ?= 0.76M=$(PRUNE_DIR)/keep0.45/kd/checkpoints/last.ckpt \
+	1.01M=$(PRUNE_DIR)/keep0.6/kd/checkpoints/last.ckpt 1.70M=$(EN_V2) \
+	4.45M=logs/en_student_v2_l/checkpoints/last.ckpt
+size_name = $(firstword $(subst =, ,$(1)))
+SIZE_MODELS = $(foreach s,$(EN_SIZES),--model "$(call size_name,$(s)) FP32=$(SIZE_DIR)/$(call size_name,$(s)).onnx" \
+	--model "$(call size_name,$(s)) INT8=$(SIZE_DIR)/$(call size_name,$(s))_int8.onnx")
+en-sizes: $(STAMP)
+	@for s in $(EN_SIZES); do n=$${s%%=*}; c=$${s#*=}; \
+		[ -f $$c ] || { echo "size $$n: no checkpoint $$c (train it first)"; exit 1; }; \
+		[ -f $(SIZE_DIR)/$$n.onnx ] || $(PY) export.py ckpt=$$c out=$(SIZE_DIR)/$$n.onnx \
+			name=en_student_$$n quantize=dynamic || exit 1; done
+	$(PY) benchmarks/bench_infer.py ../shared/devsets/iiit5k_300/labels.tsv $(SIZE_MODELS) \
+		--protocol scene --name iiit5k_300_en_sizes --plot
+	$(PY) benchmarks/bench_infer.py ../shared/devsets/sroie_500/labels.tsv $(SIZE_MODELS) \
+		--protocol caseless --name sroie_500_en_sizes --plot
+	$(PY) benchmarks/bench_infer.py $(HELDOUT_DOC_EN)/labels.tsv $(SIZE_MODELS) \
+		--protocol exact --name heldout_document_en_sizes --plot
 
 # Pruning the English student v2 at two targets (60% and 45% of its parameters), each
 # fine-tuned with the unpruned student as teacher and without (same data and steps),
