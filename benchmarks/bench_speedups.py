@@ -1,6 +1,7 @@
 """Each inference speed-up measured on its own, side by side in one run: the same
 checkpoint exported as traced and after onnxslim, run with each onnxruntime
-graph-optimization level, with a saved optimized model, with idle threads sleeping,
+graph-optimization level (and all but the NCHWc layout transform), with a saved
+optimized model, with idle threads sleeping,
 and in INT8 (dynamic, and static QDQ convolutions):
 
     python benchmarks/bench_speedups.py --ckpt CKPT [--labels FILE:PROTOCOL]
@@ -98,6 +99,12 @@ def variants(files: dict[str, Path], tmp: Path) -> list[dict]:
             "load_from": saved,
         },
         {
+            "label": "onnxslim, optimization all but the NCHWc layout",
+            "file": "onnxslim",
+            "level": "all",
+            "disabled": ["NchwcTransformer"],
+        },
+        {
             "label": "onnxslim, idle threads sleep",
             "file": "onnxslim",
             "level": "all",
@@ -119,7 +126,12 @@ def open_variant(v: dict, files: dict[str, Path]) -> dict:
 
     def make(threads: int):
         opts = session_options(threads, v["level"], v.get("spin", True))
-        return ort.InferenceSession(path, opts, providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(
+            path,
+            opts,
+            providers=["CPUExecutionProvider"],
+            disabled_optimizers=v.get("disabled", []),
+        )
 
     load = []
     for _ in range(5):
