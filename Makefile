@@ -111,16 +111,21 @@ en-student-v2: $(STAMP)
 EN_V2 ?= logs/en_student_v2/checkpoints/last.ckpt
 EN_MODELS := --model "en_student FP32=models/en_student.onnx" \
 	--model "en_student INT8=models/en_student_int8.onnx"
-ship-en: $(STAMP)
-	$(PY) export.py ckpt=$(EN_V2) out=models/en_student.onnx name=en_student quantize=dynamic
+# the three English sets (the held-out one rendered if missing) read by our models $(1)
+# and the peers, one run per set: benchmarks/results/infer_<set>_en_$(2).{md,json,png}
+define bench_en_sets
 	@[ -f $(HELDOUT_DOC_EN)/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
 		--lang en --fonts heldout --size 500 --out $(HELDOUT_DOC_EN)
-	$(PY) benchmarks/bench_infer.py ../shared/devsets/iiit5k_300/labels.tsv $(EN_MODELS) \
-		--protocol scene --name iiit5k_300_en_v2 --plot
-	$(PY) benchmarks/bench_infer.py ../shared/devsets/sroie_500/labels.tsv $(EN_MODELS) \
-		--protocol caseless --name sroie_500_en_v2 --plot
-	$(PY) benchmarks/bench_infer.py $(HELDOUT_DOC_EN)/labels.tsv $(EN_MODELS) \
-		--protocol exact --name heldout_document_en_v2 --plot
+	$(PY) benchmarks/bench_infer.py ../shared/devsets/iiit5k_300/labels.tsv $(1) \
+		--protocol scene --name iiit5k_300_en_$(2) --plot
+	$(PY) benchmarks/bench_infer.py ../shared/devsets/sroie_500/labels.tsv $(1) \
+		--protocol caseless --name sroie_500_en_$(2) --plot
+	$(PY) benchmarks/bench_infer.py $(HELDOUT_DOC_EN)/labels.tsv $(1) \
+		--protocol exact --name heldout_document_en_$(2) --plot
+endef
+ship-en: $(STAMP)
+	$(PY) export.py ckpt=$(EN_V2) out=models/en_student.onnx name=en_student quantize=dynamic
+	$(call bench_en_sets,$(EN_MODELS),v2)
 
 # The accuracy-latency table of the English student by size (README, notebook): each
 # size exported (FP32 + dynamic INT8, parity-checked), then the three English sets read
@@ -138,12 +143,7 @@ en-sizes: $(STAMP)
 		[ -f $$c ] || { echo "size $$n: no checkpoint $$c (train it first)"; exit 1; }; \
 		[ -f $(SIZE_DIR)/$$n.onnx ] || $(PY) export.py ckpt=$$c out=$(SIZE_DIR)/$$n.onnx \
 			name=en_student_$$n quantize=dynamic || exit 1; done
-	$(PY) benchmarks/bench_infer.py ../shared/devsets/iiit5k_300/labels.tsv $(SIZE_MODELS) \
-		--protocol scene --name iiit5k_300_en_sizes --plot
-	$(PY) benchmarks/bench_infer.py ../shared/devsets/sroie_500/labels.tsv $(SIZE_MODELS) \
-		--protocol caseless --name sroie_500_en_sizes --plot
-	$(PY) benchmarks/bench_infer.py $(HELDOUT_DOC_EN)/labels.tsv $(SIZE_MODELS) \
-		--protocol exact --name heldout_document_en_sizes --plot
+	$(call bench_en_sets,$(SIZE_MODELS),sizes)
 
 # Pruning the English student v2 at two targets (60% and 45% of its parameters), each
 # fine-tuned with the unpruned student as teacher and without (same data and steps),
