@@ -59,9 +59,14 @@ def build_files(ckpt: Path, out: Path, calibration_lines: int) -> dict[str, Path
     """The checkpoint as traced ONNX, after onnxslim, and in both INT8 modes."""
     from omegaconf import OmegaConf
 
-    from distill.export import export_onnx, quantize_dynamic, quantize_static, validation_split
+    from distill.export import (
+        calibration_batches,
+        export_onnx,
+        quantize_dynamic,
+        quantize_static,
+        validation_split,
+    )
     from distill.module import load_recognizer
-    from distill.preprocess import pad_batch
 
     module = load_recognizer(str(ckpt))
     files = {
@@ -78,9 +83,9 @@ def build_files(ckpt: Path, out: Path, calibration_lines: int) -> dict[str, Path
         }
     )
     _, calibration, _ = validation_split(cfg, module)
-    order = sorted(calibration, key=lambda s: s["image"].shape[2])
-    calib = [pad_batch([s["image"] for s in order[i : i + 16]]) for i in range(0, len(order), 16)]
-    files["int8 static"] = quantize_static(files["onnxslim"], out / "int8_static.onnx", calib)
+    files["int8 static"] = quantize_static(
+        files["onnxslim"], out / "int8_static.onnx", calibration_batches(calibration)
+    )
     return files
 
 

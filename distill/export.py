@@ -25,7 +25,7 @@ from torch import nn
 
 from distill.ctc import greedy_decode, softmax
 from distill.module import RecognizerModule
-from distill.preprocess import PreprocessConfig, preprocess, valid_frames
+from distill.preprocess import PreprocessConfig, pad_batch, preprocess, valid_frames
 
 log = logging.getLogger(__name__)
 
@@ -335,6 +335,16 @@ def quantize_static(
     return out
 
 
+def calibration_batches(samples: list[dict], batch_size: int = 16) -> list[tuple]:
+    """Validation samples as padded (images, widths) batches of like widths, the way
+    ``quantize_static`` reads its calibration data."""
+    order = sorted(samples, key=lambda s: s["image"].shape[2])
+    return [
+        pad_batch([s["image"] for s in order[i : i + batch_size]])
+        for i in range(0, len(order), batch_size)
+    ]
+
+
 def _matching_nodes(path, patterns) -> list[str]:
     """Names of the nodes whose name contains any of ``patterns`` (e.g. 'head')."""
     if not patterns:
@@ -431,7 +441,6 @@ def validation_split(cfg, module: RecognizerModule):
 def run_export(cfg) -> dict:
     """export.py: ONNX FP32 (+ INT8), parity check, accuracy and latency side by side."""
     from distill.module import load_recognizer
-    from distill.preprocess import pad_batch
 
     ckpt = Path(cfg.ckpt)
     if not ckpt.is_file():
@@ -476,10 +485,7 @@ def run_export(cfg) -> dict:
     if cfg.quantize == "dynamic":
         quantize_dynamic(out, int8, keep)
     else:
-        order = sorted(calibration, key=lambda s: s["image"].shape[2])  # batches of like widths
-        batches = [order[i : i + 16] for i in range(0, len(order), 16)]
-        calib = [pad_batch([s["image"] for s in b]) for b in batches]
-        quantize_static(out, int8, calib, keep)
+        quantize_static(out, int8, calibration_batches(calibration), keep)
     fp32_row, fp32_texts = evaluate_onnx(out, arrays, labels, module.protocol)
     int8_row, int8_texts = evaluate_onnx(int8, arrays, labels, module.protocol)
     int8_row["agreement_with_fp32"] = sum(a == b for a, b in zip(fp32_texts, int8_texts)) / max(
