@@ -5,7 +5,7 @@ optimized model, with idle threads sleeping,
 and in INT8 (dynamic, and static QDQ convolutions):
 
     python benchmarks/bench_speedups.py --ckpt CKPT [--labels FILE:PROTOCOL]
-        [--widths 100,320,800] [--runs 30] [--name NAME]
+        [--widths 100,320,800] [--runs 50] [--name NAME]
 
 For every variant: the time to create the session, the median ``session.run`` ms per
 line at batch 1 with 1 and 2 threads and lines/s at batch 32 (2 threads) for each line
