@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -168,8 +169,10 @@ def teach(
             "write to a new folder"
         )
     pool = ThreadPoolExecutor(max(1, workers))
+    start, resumed_at = time.monotonic(), done
     with Progress(disable=not progress) as bar:
         task = bar.add_task(f"teaching {out.name}", total=len(items), completed=done)
+        log_lines = progress and not bar.console.is_terminal  # a log file sees no live bar
         while done < len(items):
             chunk = items[done : done + window]
             decoded = list(pool.map(_decode, chunk))
@@ -205,6 +208,14 @@ def teach(
                 txn.put(b"num-bad", str(bad).encode())
                 txn.put(b"teach-progress", str(done).encode())
             bar.update(task, completed=done)
+            if log_lines:
+                rate = (done - resumed_at) / max(time.monotonic() - start, 1e-9)
+                eta = (len(items) - done) / max(rate, 1e-9) / 60
+                print(
+                    f"teaching {out.name}: {done}/{len(items)} lines, {rate:.1f}/s, "
+                    f"{eta:.0f} min left",
+                    flush=True,
+                )
     env.close()
     return {"items": len(items), "written": written, "bad": bad}
 

@@ -234,6 +234,16 @@ def _items(label_dir, unlabeled: bool = False):
     return items[:3] + [bad] + items[3:]
 
 
+def test_cache_progress_reaches_a_log_file(tiny_teacher, tmp_path, label_dir, capsys):
+    """Under nohup there is no terminal for a live bar: each window prints a line."""
+    teacher = OnnxTeacher(str(tiny_teacher), min_width=48, name="tiny")
+    teacher.bind(Charset.resolve("digits"), 32)
+    teach(teacher, _items(label_dir), tmp_path / "c", topk=3, batch=2, window=3)
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("teaching c:")]
+    assert [ln.split()[2] for ln in lines] == ["3/7", "6/7", "7/7"]
+    assert lines[-1].endswith("0 min left")
+
+
 def test_cache_write_read_and_resume(tiny_teacher, tmp_path, label_dir, monkeypatch):
     teacher = OnnxTeacher(str(tiny_teacher), min_width=48, name="tiny")
     teacher.bind(Charset.resolve("digits"), 32)
