@@ -12,7 +12,8 @@ installed: PP-OCRv6's recognizer (``rapidocr`` 3.10 wheel), PP-OCRv5's
 '.[bench]'), each run by onnxruntime with PaddleOCR's preprocessing, and Tesseract
 (``--psm 7``). Without ``--model``, our models not given are exported from untrained
 default configs: fine for the speed columns, meaningless for accuracy. Reports
-parameters, file size, median ms/line at batch 1 with 1 and 2 threads, latency against
+parameters, file size, median ms/line at batch 1 with 1 and 2 threads (the engines take
+turns on slices of the timing lines), latency against
 PP-OCRv6 (else PP-OCRv4), lines/s batched (batch 16, 2 threads), word accuracy and CER;
 writes benchmarks/results/infer_NAME.{json,md} and with ``--plot`` the accuracy-latency
 picture infer_NAME.png.
@@ -55,16 +56,24 @@ def onnx_params(path: Path) -> int:
     return n
 
 
-def time_per_line(fn, images, repeats: int = 1) -> float:
-    """Median milliseconds of ``fn(image)`` over the images (after one warm-up call)."""
-    fn(images[0])
-    times = []
-    for _ in range(repeats):
-        for img in images:
-            start = time.perf_counter()
-            fn(img)
-            times.append(time.perf_counter() - start)
-    return 1000 * statistics.median(times)
+def time_in_turns(fns: list, images, rounds: int = 10) -> list[float]:
+    """Median milliseconds of each ``fn(image)`` over the images. The engines take turns:
+    round r times every engine on the same slice ``images[r::rounds]``, after a pause (the
+    last engine's spinning threads park), so a shared machine's drift over the run falls
+    on all of them alike instead of on whichever ran while it was slow."""
+    for fn in fns:
+        fn(images[0])  # warm-up
+    times = [[] for _ in fns]
+    for r in range(rounds):
+        part = images[r::rounds]
+        for fn, t in zip(fns, times):
+            time.sleep(0.05)
+            fn(part[0])
+            for img in part:
+                start = time.perf_counter()
+                fn(img)
+                t.append(time.perf_counter() - start)
+    return [1000 * statistics.median(t) for t in times]
 
 
 class OurEngine:
@@ -265,6 +274,7 @@ def main() -> None:
     ap.add_argument("--protocol", default="scene", choices=PROTOCOLS)
     ap.add_argument("--limit", type=int, default=0, help="use only the first N lines")
     ap.add_argument("--timing-lines", type=int, default=100, help="lines timed at batch 1")
+    ap.add_argument("--rounds", type=int, default=10, help="turns of the timed engines")
     ap.add_argument("--name", default=None, help="results file suffix (default: label folder)")
     ap.add_argument("--plot", action="store_true", help="write the accuracy-latency picture")
     args = ap.parse_args()
@@ -280,22 +290,26 @@ def main() -> None:
     engines, given, untrained = our_engines(args)
     engines += peer_engines([p for p in args.peers.split(",") if p], args.tesseract_lang)
 
-    timing = images[: args.timing_lines]
     rows = []
     for eng in engines:
-        print(f"running {eng.name} ...", file=sys.stderr, flush=True)
+        print(f"reading the set: {eng.name} ...", file=sys.stderr, flush=True)
         texts, batched_s = eng.batched(images)
         m = score(texts, labels, args.protocol)
-        row = {
-            "engine": eng.name,
-            **eng.info(),
-            "ms_line_1thread": time_per_line(eng.single(1), timing),
-            "ms_line_2threads": time_per_line(eng.single(2), timing),
-            "lines_per_s_batched": len(images) / batched_s,
-            "acc": m["acc"],
-            "cer": m["cer"],
-        }
-        rows.append(row)
+        rows.append(
+            {
+                "engine": eng.name,
+                **eng.info(),
+                "lines_per_s_batched": len(images) / batched_s,
+                "acc": m["acc"],
+                "cer": m["cer"],
+            }
+        )
+    timing = images[: args.timing_lines]
+    for threads in (1, 2):
+        print(f"timing batch 1, {threads} thread(s), engines in turns ...", file=sys.stderr)
+        ms = time_in_turns([eng.single(threads) for eng in engines], timing, args.rounds)
+        for row, v in zip(rows, ms):
+            row[f"ms_line_{threads}thread{'s' if threads > 1 else ''}"] = v
     ref = next((r for r in rows if r["engine"].startswith("PP-OCRv6")), None)
     ref = ref or next((r for r in rows if r["engine"].startswith("PP-OCRv4")), None)
     for r in rows:
@@ -325,27 +339,53 @@ def main() -> None:
 
 
 def plot(result: dict, path: Path) -> None:
-    """Accuracy against ms/line (1 thread, log scale): one point per engine."""
+    """Accuracy against ms/line (1 thread, log scale), written to ``path``."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for i, r in enumerate(sorted(result["rows"], key=lambda r: r["ms_line_1thread"])):
-        ours = r["engine"] in result["our_models"]
-        ax.scatter(r["ms_line_1thread"], 100 * r["acc"], marker="o" if ours else "s",
-                   color="tab:blue" if ours else "tab:gray", zorder=3)  # fmt: skip
-        ax.annotate(r["engine"], (r["ms_line_1thread"], 100 * r["acc"]), fontsize=7,
-                    xytext=(4, 3 - 9 * (i % 3)), textcoords="offset points")  # fmt: skip
-    ax.set_xscale("log")
-    ax.set_xlabel("ms per line, batch 1, 1 thread (log scale)")
-    ax.set_ylabel(f"accuracy, {result['protocol']} protocol (%)")
+    draw(ax, result)
     ax.set_title(f"{Path(result['labelfile']).parent.name}: {result['lines']} lines", fontsize=9)
-    ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def draw(ax, result: dict) -> None:
+    """One result on a matplotlib axis (the notebook draws the sets side by side): a point
+    per engine; our models named "SIZE FP32" / "SIZE INT8" (make en-sizes) become one line
+    per precision through the sizes, smallest to largest."""
+    series: dict[str, list[tuple[float, float, float, str]]] = {}
+    i = 0
+    for r in sorted(result["rows"], key=lambda r: r["ms_line_1thread"]):
+        x, y = r["ms_line_1thread"], 100 * r["acc"]
+        size, _, precision = r["engine"].rpartition(" ")
+        if r["engine"] in result["our_models"] and size and precision in ("FP32", "INT8"):
+            series.setdefault(precision, []).append((r.get("params_M") or 0, x, y, size))
+            continue
+        ours = r["engine"] in result["our_models"]
+        ax.scatter(x, y, marker="o" if ours else "s",
+                   color="tab:blue" if ours else "tab:gray", zorder=3)  # fmt: skip
+        ax.annotate(r["engine"], (x, y), fontsize=7,
+                    xytext=(4, 3 - 9 * (i % 3)), textcoords="offset points")  # fmt: skip
+        i += 1
+    # INT8 runs left of FP32 at each size: the size is written once, right of its FP32 point
+    styles = {"FP32": ("o", "tab:blue"), "INT8": ("^", "tab:orange")}
+    for precision, pts in series.items():
+        marker, color = styles[precision]
+        pts = [p[1:] for p in sorted(pts)]
+        xs, ys, _ = zip(*pts)
+        ax.plot(xs, ys, marker=marker, color=color, zorder=3, label=f"our student {precision}")
+        for x, y, name in pts if precision == "FP32" or "FP32" not in series else []:
+            ax.annotate(name, (x, y), fontsize=7, xytext=(6, -3), textcoords="offset points")
+    if series:
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_xscale("log")
+    ax.set_xlabel("ms per line, batch 1, 1 thread (log scale)")
+    ax.set_ylabel(f"accuracy, {result['protocol']} protocol (%)")
+    ax.grid(True, which="both", alpha=0.3)
 
 
 def markdown(result: dict) -> str:
@@ -354,7 +394,8 @@ def markdown(result: dict) -> str:
 
     lines = [
         f"Label file: `{result['labelfile']}` ({result['lines']} lines, {result['protocol']} "
-        f"protocol). ms/line: median at batch 1; lines/s: batch {BATCH}, 2 threads."
+        f"protocol). ms/line: median at batch 1, the engines taking turns; "
+        f"lines/s: batch {BATCH}, 2 threads."
         + (
             f" UNTRAINED here, speed only (their accuracy means nothing): "
             f"{', '.join(result['untrained_models'])}."
