@@ -148,29 +148,33 @@ en-sizes: $(STAMP)
 # Pruning the English student v2 at two targets (60% and 45% of its parameters), each
 # fine-tuned with the unpruned student as teacher and without (same data and steps),
 # then all side by side (benchmarks/results/prune_$(PRUNE_NAME).md). Resumable. Longer
-# fine-tunes of the same pruned networks go to their own folder and table:
-#   make prune-en PRUNE_STEPS=12000 PRUNE_RUNS=logs/prune_en_12k PRUNE_NAME=en_student_v2_12k
+# fine-tunes of the same pruned networks go to their own folder and table, for the
+# targets and arms named (KD only at 60% here):
+#   make prune-en PRUNE_STEPS=12000 PRUNE_RUNS=logs/prune_en_12k PRUNE_NAME=en_student_v2_12k \
+#       PRUNE_KEEP=0.6 PRUNE_ARMS=kd
 PRUNE_DIR ?= logs/prune_en
 PRUNE_RUNS ?= $(PRUNE_DIR)
 PRUNE_STEPS ?= 3000
 PRUNE_NAME ?= en_student_v2
 PRUNE_SRC ?= logs/en_student_v2/checkpoints/last.ckpt
 PRUNE_KEEP ?= 0.6 0.45
+PRUNE_ARMS ?= plain kd
 PRUNE_SENS := $(PRUNE_DIR)/sensitivity/sensitivity.json
+arm_kd := KD
+arm_plain := plain
 prune-en: $(STAMP)
 	@[ -f $(PRUNE_SENS) ] || $(PY) prune.py ckpt=$(PRUNE_SRC) hydra.run.dir=$(PRUNE_DIR)/sensitivity
 	@for k in $(PRUNE_KEEP); do [ -f $(PRUNE_DIR)/keep$$k/pruned.ckpt ] || $(PY) prune.py \
 		ckpt=$(PRUNE_SRC) target.keep=$$k sensitivity=$(PRUNE_SENS) hydra.run.dir=$(PRUNE_DIR)/keep$$k \
 		|| exit 1; done
-	@for k in $(PRUNE_KEEP); do for arm in kd plain; do \
+	@for k in $(PRUNE_KEEP); do for arm in $(PRUNE_ARMS); do \
 		t=$$([ $$arm = kd ] && echo "teacher.ckpt=$(PRUNE_SRC)"); \
 		$(MAKE) --no-print-directory prune-finetune RUN=$(PRUNE_RUNS)/keep$$k/$$arm \
 			OVER="init_ckpt=$(PRUNE_DIR)/keep$$k/pruned.ckpt trainer.max_steps=$(PRUNE_STEPS) $$t" \
 			|| exit 1; done; done
 	$(PY) benchmarks/bench_prune.py --name $(PRUNE_NAME) --row "original=$(PRUNE_SRC)" \
 		$(foreach k,$(PRUNE_KEEP),--row "pruned to $(k)=$(PRUNE_DIR)/keep$(k)/pruned.ckpt" \
-		--row "$(k) + plain fine-tune=$(PRUNE_RUNS)/keep$(k)/plain/checkpoints/last.ckpt" \
-		--row "$(k) + KD fine-tune=$(PRUNE_RUNS)/keep$(k)/kd/checkpoints/last.ckpt") \
+		$(foreach a,$(PRUNE_ARMS),--row "$(k) + $(arm_$(a)) fine-tune=$(PRUNE_RUNS)/keep$(k)/$(a)/checkpoints/last.ckpt")) \
 		--devset ../shared/devsets/iiit5k_300/labels.tsv:scene \
 		--devset ../shared/devsets/sroie_500/labels.tsv:caseless
 	cp $(PRUNE_DIR)/sensitivity/sensitivity.png benchmarks/results/prune_en_student_v2_sensitivity.png
