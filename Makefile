@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 kd-gain gain-run prune-en prune-finetune clean
+.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 ship-zh kd-gain gain-run prune-en prune-finetune clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -187,20 +187,35 @@ zh-student-v2: $(STAMP)
 		--lang zh --fonts train --size 300 --seed 4242 --out $(GEN)/val/document_zh
 	$(call resumable_run,logs/zh_student_v2,zh_student_v2)
 
+# Chinese document lines in font families held out of training (the Chinese target's set)
+HELDOUT_DOC_ZH := data/generated/heldout/document_zh
+$(HELDOUT_DOC_ZH)/labels.tsv: | $(STAMP)
+	$(PY) -m distill.data.render_set --profile document --lang zh --fonts heldout --size 500 \
+		--out $(HELDOUT_DOC_ZH)
+
+# Ship the Chinese student: models/zh_student{,_int8}.onnx (parity checked), then the
+# held-out Chinese lines read by it and the peers in one run (Tesseract with chi_sim:
+# installed as root, skipped otherwise)
+ZH_V2 ?= logs/zh_student_v2/checkpoints/last.ckpt
+ship-zh: $(HELDOUT_DOC_ZH)/labels.tsv | $(STAMP)
+	$(PY) export.py ckpt=$(ZH_V2) out=models/zh_student.onnx name=zh_student quantize=dynamic
+	-bash scripts/install_tesseract.sh chi_sim
+	$(PY) benchmarks/bench_infer.py $(HELDOUT_DOC_ZH)/labels.tsv \
+		--model "zh_student FP32=models/zh_student.onnx" \
+		--model "zh_student INT8=models/zh_student_int8.onnx" \
+		--protocol exact --tesseract-lang chi_sim --name heldout_document_zh_v2 --plot
+
 # The distillation gain of the v2 students: the same network, data, steps and seed with
 # PP-OCRv6 (through its cache) and without a teacher, two seeds, English and Chinese
 # (needs ppocrv6-cache and ppocrv6-cache-zh; 3000 steps per run; resumable)
 GAIN_DIR ?= logs/kd_gain
 GAIN_SEEDS ?= 12345 2
-HELDOUT_DOC_ZH := data/generated/heldout/document_zh
-kd-gain: $(STAMP)
+kd-gain: $(HELDOUT_DOC_ZH)/labels.tsv | $(STAMP)
 	@for s in $(GAIN_SEEDS); do for e in en_v2_gain en_v2_gain_labels zh_v2_gain zh_v2_gain_labels; do \
 		$(MAKE) --no-print-directory gain-run RUN=$(GAIN_DIR)/$$e/seed$$s EXP=$$e OVER=seed=$$s \
 		|| exit 1; done; done
 	@[ -f $(HELDOUT_DOC_EN)/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
 		--lang en --fonts heldout --size 500 --out $(HELDOUT_DOC_EN)
-	@[ -f $(HELDOUT_DOC_ZH)/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
-		--lang zh --fonts heldout --size 500 --out $(HELDOUT_DOC_ZH)
 	$(PY) benchmarks/kd_compare.py --name kd_gain_en \
 		$(foreach s,$(GAIN_SEEDS),--run "PP-OCRv6 seed $(s)=$(GAIN_DIR)/en_v2_gain/seed$(s)" \
 		--run "labels only seed $(s)=$(GAIN_DIR)/en_v2_gain_labels/seed$(s)") \

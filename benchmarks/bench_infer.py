@@ -188,6 +188,10 @@ class TesseractEngine:
     def __init__(self, lang: str = "eng"):
         if not shutil.which("tesseract"):
             raise FileNotFoundError("tesseract not installed")
+        langs = subprocess.run(["tesseract", "--list-langs"], capture_output=True, text=True)
+        if lang not in (langs.stdout + langs.stderr).split():
+            pkg = "tesseract-ocr-" + lang.replace("_", "-")
+            raise FileNotFoundError(f"tesseract has no {lang!r} language data ({pkg})")
         self.lang = lang
         self.name = f"Tesseract (--psm 7, {lang})"
         self.tmp = Path(tempfile.mkdtemp())
