@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -12,10 +13,16 @@ from PIL import Image, ImageDraw, ImageFont
 
 
 class ThroughputMonitor(L.Callback):
-    """Logs ``train/images_per_s``: images per wall-clock second, data loading included."""
+    """Logs ``train/images_per_s``: images per wall-clock second, data loading included.
+    When stdout is not a terminal (a run under nohup, a CI log) the live progress bar
+    shows nothing, so every ``print_every`` steps it also prints one line: step, speed,
+    loss and the time left."""
 
-    def __init__(self):
+    def __init__(self, print_every: int = 200, force_print: bool = False):
         self._last = None
+        self.print_every = print_every
+        self.force_print = force_print
+        self._mark: tuple[int, float] | None = None
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._last = None
@@ -26,6 +33,37 @@ class ThroughputMonitor(L.Callback):
             rate = len(batch["labels"]) * trainer.world_size / max(now - self._last, 1e-9)
             pl_module.log("train/images_per_s", rate, on_step=True, on_epoch=False, prog_bar=True)
         self._last = now
+        if self.print_every and trainer.is_global_zero and (self.force_print or not _tty()):
+            self._print_line(trainer, now)
+
+    def _print_line(self, trainer, now: float) -> None:
+        step = trainer.global_step
+        if self._mark is None:  # the first step of this (possibly resumed) run
+            self._mark = (step, now)
+            return
+        if step % self.print_every:
+            return
+        (step0, t0), self._mark = self._mark, (step, now)
+        per_step = (now - t0) / max(step - step0, 1)
+        line = f"step {step}"
+        total = trainer.max_steps if trainer.max_steps and trainer.max_steps > 0 else None
+        if total:
+            line += f"/{total} ({step / total:.0%})"
+        line += f", {per_step:.2f} s/step"
+        loss = trainer.callback_metrics.get("train/loss")
+        if loss is not None:
+            line += f", loss {float(loss):.3f}"
+        if total:
+            line += f", {_duration(per_step * (total - step))} left"
+        print(line, flush=True)
+
+
+def _tty() -> bool:
+    return sys.stdout.isatty()
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds / 3600:.1f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
 
 def _panel_font(texts: list[str], size: int = 14):

@@ -185,7 +185,7 @@ def test_overfit_tiny_batch(memorized_student):
     assert correct >= len(preds) - 1, list(zip(preds, batch["labels"]))
 
 
-def test_resume_from_last_and_eval(tmp_path, label_dir):
+def test_resume_from_last_and_eval(tmp_path, label_dir, capsys):
     base = [
         "debug=limit",
         *TINY,
@@ -196,11 +196,16 @@ def test_resume_from_last_and_eval(tmp_path, label_dir):
         "trainer.val_check_interval=3",
         "trainer.limit_val_batches=1",
         "callbacks=default",
+        "callbacks.throughput.print_every=3",
         "logger=tensorboard",
         f"data.test=[{label_dir}/gt.txt]",
     ]
     cfg = compose_cfg("train", base, tmp_path)
     metrics = train(cfg)
+    # no terminal here: the progress reaches the log as plain lines
+    printed = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("step ")]
+    assert [ln.split(",")[0] for ln in printed] == ["step 3/6 (50%)", "step 6/6 (100%)"]
+    assert " s/step, loss " in printed[0] and printed[0].endswith(" left")
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert last.is_file()
     # the best checkpoint was tested on data.test, named after the label file's folder
@@ -219,6 +224,8 @@ def test_resume_from_last_and_eval(tmp_path, label_dir):
         "train", [*base, "trainer.max_steps=9", "ckpt_path=last", "test=false"], tmp_path
     )
     train(cfg)
+    printed = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("step ")]
+    assert [ln.split(",")[0] for ln in printed] == ["step 9/9 (100%)"]
     resumed = torch.load(last, map_location="cpu", weights_only=False)
     assert resumed["global_step"] == 9
     # metrics.json's wall time covers both parts of the run, not the last one alone
