@@ -8,13 +8,5 @@ if command -v chromium > /dev/null && command -v chromedriver > /dev/null; then
   echo "browser: chromium and chromedriver are installed"
   exit 0
 fi
-if [ "$(id -u)" = 0 ]; then
-  SUDO=""
-elif sudo -n true 2> /dev/null; then
-  SUDO="sudo -n"
-else
-  echo "browser: run as root: apt-get install -y ${PACKAGES[*]}" >&2
-  exit 1
-fi
-$SUDO apt-get update -q > /dev/null || true
-DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${PACKAGES[@]}"
+source "$(dirname "$0")/apt_install.sh"
+apt_install browser "${PACKAGES[@]}"
