@@ -18,10 +18,9 @@ class ThroughputMonitor(L.Callback):
     shows nothing, so every ``print_every`` steps it also prints one line: step, speed,
     loss and the time left."""
 
-    def __init__(self, print_every: int = 200, force_print: bool = False):
+    def __init__(self, print_every: int = 200):
         self._last = None
         self.print_every = print_every
-        self.force_print = force_print
         self._mark: tuple[int, float] | None = None
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
@@ -33,7 +32,7 @@ class ThroughputMonitor(L.Callback):
             rate = len(batch["labels"]) * trainer.world_size / max(now - self._last, 1e-9)
             pl_module.log("train/images_per_s", rate, on_step=True, on_epoch=False, prog_bar=True)
         self._last = now
-        if self.print_every and trainer.is_global_zero and (self.force_print or not _tty()):
+        if self.print_every and trainer.is_global_zero and not sys.stdout.isatty():
             self._print_line(trainer, now)
 
     def _print_line(self, trainer, now: float) -> None:
@@ -56,10 +55,6 @@ class ThroughputMonitor(L.Callback):
         if total:
             line += f", {_duration(per_step * (total - step))} left"
         print(line, flush=True)
-
-
-def _tty() -> bool:
-    return sys.stdout.isatty()
 
 
 def _duration(seconds: float) -> str:
