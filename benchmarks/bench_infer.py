@@ -39,6 +39,9 @@ import onnx
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from timing import take_turns  # noqa: E402
 
 from distill.metrics import PROTOCOLS, score  # noqa: E402
 from distill.predict import Recognizer, collect, read_image  # noqa: E402
@@ -54,26 +57,6 @@ def onnx_params(path: Path) -> int:
         if node.op_type == "Constant":
             n += sum(int(np.prod(a.t.dims)) for a in node.attribute if a.name == "value")
     return n
-
-
-def time_in_turns(fns: list, images, rounds: int = 10) -> list[float]:
-    """Median milliseconds of each ``fn(image)`` over the images. The engines take turns:
-    round r times every engine on the same slice ``images[r::rounds]``, after a pause (the
-    last engine's spinning threads park), so a shared machine's drift over the run falls
-    on all of them alike instead of on whichever ran while it was slow."""
-    for fn in fns:
-        fn(images[0])  # warm-up
-    times = [[] for _ in fns]
-    for r in range(rounds):
-        part = images[r::rounds]
-        for fn, t in zip(fns, times):
-            time.sleep(0.05)
-            fn(part[0])
-            for img in part:
-                start = time.perf_counter()
-                fn(img)
-                t.append(time.perf_counter() - start)
-    return [1000 * statistics.median(t) for t in times]
 
 
 class OurEngine:
@@ -311,9 +294,11 @@ def main() -> None:
     timing = images[: args.timing_lines]
     for threads in (1, 2):
         print(f"timing batch 1, {threads} thread(s), engines in turns ...", file=sys.stderr)
-        ms = time_in_turns([eng.single(threads) for eng in engines], timing, args.rounds)
-        for row, v in zip(rows, ms):
-            row[f"ms_line_{threads}thread{'s' if threads > 1 else ''}"] = v
+        slices = [timing[r :: args.rounds] for r in range(args.rounds)]
+        times = take_turns([eng.single(threads) for eng in engines], slices)
+        for row, t in zip(rows, times):
+            ms = 1000 * statistics.median(x for turn in t for x in turn)
+            row[f"ms_line_{threads}thread{'s' if threads > 1 else ''}"] = ms
     ref = next((r for r in rows if r["engine"].startswith("PP-OCRv6")), None)
     ref = ref or next((r for r in rows if r["engine"].startswith("PP-OCRv4")), None)
     for r in rows:

@@ -22,7 +22,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,6 +29,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from results_io import write_results  # noqa: E402
+from timing import take_turns  # noqa: E402
 
 from distill.metrics import score  # noqa: E402
 from distill.predict import Recognizer, collect, read_image  # noqa: E402
@@ -104,21 +104,13 @@ def main() -> None:
     timing_images = [read_image(p) for p, _ in timing_items]
 
     singles = {name: Recognizer(r["onnx"], threads=2, batch_size=1) for name, r in rows.items()}
-    for rec in singles.values():
-        rec.recognize(timing_images[:5])  # warm-up
-    rounds = {name: [] for name in rows}  # per model, one median per turn
-    for _ in range(args.rounds):
-        for name, rec in singles.items():
-            # a model reads all the timing lines in its turn, after a pause: interleaving
-            # line by line let the last model's spinning threads steal the next one's core
-            time.sleep(0.05)
-            rec.recognize(timing_images[:1])
-            turn = []
-            for img in timing_images:
-                start = time.perf_counter()
-                rec.recognize([img])
-                turn.append(time.perf_counter() - start)
-            rounds[name].append(statistics.median(turn))
+    # a model reads all the timing lines in its turn: interleaving line by line let the
+    # last model's spinning threads steal the next one's core
+    times = take_turns(
+        [lambda img, rec=rec: rec.recognize([img]) for rec in singles.values()],
+        [timing_images] * args.rounds,
+    )
+    rounds = {name: [statistics.median(turn) for turn in t] for name, t in zip(rows, times)}
     # A shared machine's speed drifts by tens of percent over seconds: the speed-up is the
     # median of per-round ratios to the first row, which ran beside it in the same round.
     first = next(iter(rows))
