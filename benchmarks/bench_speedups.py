@@ -1,8 +1,9 @@
 """Each inference speed-up measured on its own, side by side in one run: the same
 checkpoint exported as traced and after onnxslim, run with each onnxruntime
 graph-optimization level (and all but the NCHWc layout transform), with a saved
-optimized model, with idle threads sleeping,
-and in INT8 (dynamic, and static QDQ convolutions):
+optimized model, with idle threads sleeping, without the padding masks a single line
+does not need (the predictor's lean batch-1 graph, distill/onnx_masks.py), and in INT8
+(dynamic, and static QDQ convolutions, each also lean):
 
     python benchmarks/bench_speedups.py --ckpt CKPT [--labels FILE:PROTOCOL]
         [--widths 100,320,800] [--runs 50] [--name NAME]
@@ -89,6 +90,22 @@ def build_files(ckpt: Path, out: Path, calibration_lines: int) -> dict[str, Path
     return files
 
 
+def lean_files(files: dict[str, Path], width_per_frame: int) -> dict[str, Path]:
+    """Each file's lean batch-1 graph, as the predictor builds it for single lines."""
+    import onnx
+
+    from distill.onnx_masks import without_frame_masks
+
+    lean = {}
+    for key in ("onnxslim", "int8 dynamic", "int8 static"):
+        model = without_frame_masks(onnx.load(str(files[key])), width_per_frame)
+        if model is None:
+            sys.exit(f"{files[key]}: no named padding masks (export.py names them)")
+        lean[f"{key} lean"] = files[key].with_name(files[key].stem + "_lean.onnx")
+        onnx.save(model, str(lean[f"{key} lean"]))
+    return lean
+
+
 def variants(files: dict[str, Path], tmp: Path) -> list[dict]:
     """(label, file, session settings) in the order a reader follows the steps."""
     saved = str(tmp / "slim.optimized.onnx")
@@ -115,8 +132,26 @@ def variants(files: dict[str, Path], tmp: Path) -> list[dict]:
             "level": "all",
             "spin": False,
         },
+        {
+            "label": "onnxslim, lean batch-1 graph (predictor default at b=1)",
+            "file": "onnxslim lean",
+            "level": "all",
+            "batch1_only": True,
+        },
         {"label": "INT8 dynamic (LSTM, MatMul)", "file": "int8 dynamic", "level": "all"},
+        {
+            "label": "INT8 dynamic, lean batch-1 graph",
+            "file": "int8 dynamic lean",
+            "level": "all",
+            "batch1_only": True,
+        },
         {"label": "INT8 static QDQ convs + dynamic LSTM", "file": "int8 static", "level": "all"},
+        {
+            "label": "INT8 static, lean batch-1 graph",
+            "file": "int8 static lean",
+            "level": "all",
+            "batch1_only": True,
+        },
     ]
 
 
@@ -165,12 +200,15 @@ def time_all(opened: list[dict], widths: list[int], runs: int, rounds: int = 5) 
                 "widths": np.full(batch, w, np.int64),
             }
             n = max(3, (runs if batch == 1 else 10) // rounds)
-            times = [[] for _ in opened]
-            for o in opened:  # warm-up
+            # a lean graph is exact only when all lines span the same frames; the predictor
+            # never runs it on a batch of mixed widths, so it gets no batch-32 figure
+            timed = [o for o in opened if batch == 1 or not o.get("batch1_only")]
+            times = [[] for _ in timed]
+            for o in timed:  # warm-up
                 for _ in range(2):
                     o["sessions"][threads].run(None, feeds)
             for _ in range(rounds):
-                for o, t in zip(opened, times):
+                for o, t in zip(timed, times):
                     sess = o["sessions"][threads]
                     time.sleep(0.05)  # the last variant's spinning threads park first
                     sess.run(None, feeds)
@@ -178,12 +216,12 @@ def time_all(opened: list[dict], widths: list[int], runs: int, rounds: int = 5) 
                         start = time.perf_counter()
                         sess.run(None, feeds)
                         t.append(time.perf_counter() - start)
-            for o, t in zip(opened, times):
+            for o, t in zip(timed, times):
                 ms = 1000 * statistics.median(t)
                 o[key][w] = ms if batch == 1 else 1000 * batch / ms
             print(
                 f"w={w} batch={batch} threads={threads}: "
-                + ", ".join(f"{o['label']} {o[key][w]:.2f}" for o in opened),
+                + ", ".join(f"{o['label']} {o[key][w]:.2f}" for o in timed),
                 flush=True,
             )
 
@@ -199,9 +237,14 @@ def accuracy(files: dict[str, Path], labels: str) -> dict[str, dict]:
         sys.exit("\n".join(errors))
     images = [read_image(p) for p, _ in items]
     truth = [t for _, t in items]
+    files = {k: f for k, f in files.items() if not k.endswith(" lean")}  # never loaded as such
     texts = {
         k: [r.text for r in Recognizer(f, threads=2).recognize(images)] for k, f in files.items()
     }
+    # one line per call: the predictor's lean graph, which must read exactly the same
+    single = Recognizer(files["onnxslim"], threads=2, batch_size=1)
+    texts["onnxslim, batch 1 (lean graph)"] = [r.text for r in single.recognize(images)]
+    files = {**files, "onnxslim, batch 1 (lean graph)": files["onnxslim"]}
     ref = texts["onnxslim"]
     per_file = {
         k: {
@@ -232,7 +275,9 @@ def markdown(report: dict, widths: list[int]) -> str:
         f"| lines/s b=32, 2 threads ({ws}) |",
         "|---|---|---|---|---|",
     ]
-    fmt = lambda d, f: " / ".join(f.format(d[w]) for w in widths)  # noqa: E731
+    fmt = lambda d, f: " / ".join(  # noqa: E731
+        f.format(d[w]) if w in d else "-" for w in widths
+    )
     for r in report["variants"]:
         md.append(
             f"| {r['label']} | {r['load_ms']:.0f} | {fmt(r['b1_t1'], '{:.2f}')} | "
@@ -272,6 +317,9 @@ def main() -> None:
     widths = [int(w) for w in args.widths.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="speedups_"))
     files = build_files(ckpt, tmp, args.calibration_lines)
+    from distill.module import load_recognizer
+
+    files.update(lean_files(files, load_recognizer(str(ckpt)).net.width_per_frame))
     report = {
         "name": args.name,
         "argv": " ".join(sys.argv[1:]),

@@ -25,6 +25,7 @@ from torch import nn
 
 from distill.ctc import greedy_decode, softmax
 from distill.module import RecognizerModule
+from distill.onnx_masks import name_masks
 from distill.preprocess import PreprocessConfig, pad_batch, preprocess, valid_frames
 
 log = logging.getLogger(__name__)
@@ -130,6 +131,9 @@ def export_onnx(
     cfg = module.preprocess_cfg
     dummy = torch.randn(2, cfg.channels, cfg.height, 128)  # batch >= 2: no batch-1 folding
     widths = torch.tensor([128, 100])  # sorted: see CRNN.forward
+    masks = getattr(module.net, "padding_mask", None)
+    if masks is not None:
+        masks.traced_strides.clear()
     with torch.no_grad(), warnings.catch_warnings():
         # the exporter warns about packed sequences and batch sizes; parity is checked below
         warnings.simplefilter("ignore")
@@ -149,6 +153,8 @@ def export_onnx(
             do_constant_folding=True,
         )
     model = onnx.load(str(out))
+    if masks is not None:  # named by stride, for the predictor's lean graph
+        name_masks(model, masks.traced_strides)
     if simplify:
         import onnxslim
 

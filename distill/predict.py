@@ -95,9 +95,11 @@ class Recognizer:
         if not spin:  # idle threads sleep instead of spinning: they leave the cores to a
             # server's own work (HTTP, decoding) between calls
             opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        self._opts = opts
         self.session = ort.InferenceSession(
             str(self.path), sess_options=opts, providers=["CPUExecutionProvider"]
         )
+        self._lean_session = None  # built on first use: see _session_for
         meta = self.session.get_modelmeta().custom_metadata_map
         try:
             self.charset = Charset(
@@ -124,10 +126,34 @@ class Recognizer:
         self.batch_size = batch_size
         self.max_padding = max_padding
 
+    def _session_for(self, widths: np.ndarray, batch_width: int):
+        """The lean graph (distill/onnx_masks.py) when every line spans all the call's
+        frames, as a single line always does; else the full graph."""
+        frames = valid_frames(widths, self.width_per_frame)
+        if not self.takes_widths or frames.min() * self.width_per_frame != batch_width:
+            return self.session
+        if self._lean_session is None:
+            import onnx
+            import onnxruntime as ort
+
+            from distill.onnx_masks import without_frame_masks
+
+            lean = without_frame_masks(onnx.load(str(self.path)), self.width_per_frame)
+            self._lean_session = (
+                self.session
+                if lean is None
+                else ort.InferenceSession(
+                    lean.SerializeToString(),
+                    sess_options=self._opts,
+                    providers=["CPUExecutionProvider"],
+                )
+            )
+        return self._lean_session
+
     def _run(self, arrays: list[np.ndarray]) -> list[Result]:
         batch, widths = pad_batch(arrays, self.width_per_frame)
         feed = {"image": batch, "widths": widths} if self.takes_widths else {"image": batch}
-        logits = self.session.run(None, feed)[0]
+        logits = self._session_for(widths, batch.shape[-1]).run(None, feed)[0]
         check_frames(logits.shape[1], batch.shape[-1], self.width_per_frame, str(self.path))
         frames = valid_frames(widths, self.width_per_frame)
         decoded = greedy_decode_logits(logits, frames, blank=self.blank)

@@ -12,6 +12,7 @@ import torch
 import distill.predict as predict
 from distill.export import check_parity, export_onnx, quantize_dynamic, quantize_static, run_export
 from distill.module import RecognizerModule, load_recognizer
+from distill.onnx_masks import without_frame_masks
 from distill.predict import Recognizer
 
 from .conftest import ROOT, compose_cfg, write_image
@@ -96,6 +97,63 @@ def test_a_line_reads_the_same_alone_and_beside_a_wider_one_in_onnxruntime(tmp_p
     assert np.allclose([r.confidence for r in one], [r.confidence for r in many], atol=1e-4)
 
 
+@pytest.mark.parametrize("kind", ["student", "teacher"])
+def test_lean_graph_is_exact_for_calls_of_equal_frames_only(kind, tmp_path):
+    """The predictor's lean graph (distill/onnx_masks.py) drops the masks at the frame
+    stride: exact for one line of any width and for lines of equal frame counts, and
+    really different (so never used) when a line is padded by whole frames."""
+    import onnxruntime as ort
+
+    from distill.export import parity_inputs
+    from distill.models.padding import mixes_columns
+    from distill.onnx_masks import mask_nodes, mask_stride, without_frame_masks
+
+    from .test_models import _with_random_statistics
+
+    module = load_recognizer(make_ckpt(tmp_path / "m.ckpt", NETS[kind]))
+    _with_random_statistics(module.net)
+    path = export_onnx(module, tmp_path / "m.onnx", "m")
+    model = onnx.load(str(path))
+    layers = [m for m in module.net.backbone.modules() if mixes_columns(m)]
+    strides = [mask_stride(n) for n in mask_nodes(model.graph)]
+    assert len(strides) == len(layers) and set(strides) == {1, 2, 4}
+    lean = without_frame_masks(model, 4)
+    assert [mask_stride(n) for n in mask_nodes(lean.graph)] == [1, 2]
+    full = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    thin = ort.InferenceSession(lean.SerializeToString(), providers=["CPUExecutionProvider"])
+
+    def both(batch, widths):
+        feed = {"image": batch, "widths": np.array(widths)}
+        return full.run(None, feed)[0], thin.run(None, feed)[0]
+
+    lines = {w: parity_inputs(module.preprocess_cfg, w, 1, seed=w)[0][0] for w in (101, 103, 306)}
+    for w in (101, 103, 306):  # alone, padded to the next multiple of 4 px
+        batch = np.zeros((1, 1, 32, -(-w // 4) * 4), np.float32)
+        batch[0, :, :, :w] = lines[w]
+        a, b = both(batch, [w])
+        assert np.abs(a - b).max() < 1e-5, w
+    batch = np.zeros((2, 1, 32, 104), np.float32)  # 26 frames each
+    batch[0, :, :, :103], batch[1, :, :, :101] = lines[103], lines[101]
+    a, b = both(batch, [103, 101])
+    assert np.abs(a - b).max() < 1e-5
+    batch = np.zeros((2, 1, 32, 308), np.float32)  # 26 and 77 frames: the masks matter
+    batch[0, :, :, :306], batch[1, :, :, :101] = lines[306], lines[101]
+    a, b = both(batch, [306, 101])
+    assert np.abs(a[1, :26] - b[1, :26]).max() > 1e-4  # 100x the exact cases
+
+    rec = Recognizer(path)
+    one_line = rec._session_for(np.array([101]), 104)
+    assert one_line is not rec.session
+    assert rec._session_for(np.array([103, 101]), 104) is one_line
+    assert rec._session_for(np.array([306, 101]), 308) is rec.session
+    # a model exported before the masks were named: the full graph for every call
+    for node in model.graph.node:
+        node.name = node.name.replace("padding_mask", "mul")
+    onnx.save(model, str(tmp_path / "old.onnx"))
+    old = Recognizer(tmp_path / "old.onnx")
+    assert old._session_for(np.array([101]), 104) is old.session
+
+
 def test_parity_check_catches_a_wrong_model(student_onnx, tmp_path):
     path, module = student_onnx
     other = load_recognizer(make_ckpt(tmp_path / "o.ckpt", NETS["student"]))
@@ -157,6 +215,8 @@ def test_int8_readings_agree_with_fp32(memorized_student, tmp_path):
 
     for q in (dyn, sta):
         assert Recognizer(q).metadata["quantization"].startswith(("dynamic", "static"))
+        # the mask names survive quantization: INT8 gets the lean batch-1 graph too
+        assert without_frame_masks(onnx.load(str(q)), 4) is not None, q.name
         assert agreement(q) >= 7 / 8, q.name
     # a broken quantization (here: the LSTM's int8 weights zeroed) is caught by the check
     broken = onnx.load(str(dyn))

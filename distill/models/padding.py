@@ -42,6 +42,9 @@ class PaddingMask:
         self._widths: torch.Tensor | None = None
         self._masks: dict[int, torch.Tensor] = {}
         self.strides: dict[nn.Module, int] = {}
+        # the stride of each mask in the order an export trace applied them: export.py
+        # names the mask nodes with them (distill/onnx_masks.py)
+        self.traced_strides: list[int] = []
         layers = [m for m in body.modules() if mixes_columns(m)]
         seen: dict[nn.Module, int] = {}
         handles = [
@@ -64,6 +67,8 @@ class PaddingMask:
             return None
         x = args[0]
         stride = self.strides[module]
+        if torch.jit.is_tracing():
+            self.traced_strides.append(stride)
         mask = self._masks.get(stride)
         if mask is None:
             valid = valid_frames(self._widths, stride)  # ceil(width / stride)
