@@ -9,8 +9,10 @@ profiler attached), the time per operator type from onnxruntime's profiler (shar
 the profiled node time), the network's multiply-adds per line (from the model's own
 config in its metadata), the GFLOP/s that makes, and that as a share of the
 attainable rate, measured here as a 1024^3 float32 MatMul in onnxruntime with the same
-threads. At batch 1 it also times the predictor end to end on a real line
-(``Recognizer``: preprocessing, the run, decoding) to show the Python share.
+threads. Batch 1 runs the lean graph the predictor runs for a single line (without the
+padding masks it does not need: distill/onnx_masks.py). At batch 1 it also times the
+predictor end to end on a real line (``Recognizer``: preprocessing, the run, decoding)
+to show the Python share.
 Writes benchmarks/results/profile_NAME.{json,md}.
 """
 
@@ -37,12 +39,25 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from results_io import write_results  # noqa: E402
 
 from distill.predict import Recognizer, read_image  # noqa: E402
-from distill.preprocess import preprocess  # noqa: E402
+from distill.preprocess import pad_batch, preprocess  # noqa: E402
 
 SAMPLE = ROOT / "data" / "samples" / "img" / "000.png"
 
 
-def session(path: str, threads: int, profile_dir: str | None = None):
+def graph_for(path: str, batch: int, width_per_frame: int):
+    """What the predictor runs: at batch 1 the lean graph (bytes) when the model has
+    named padding masks, else the file itself."""
+    if batch != 1:
+        return path
+    import onnx
+
+    from distill.onnx_masks import without_frame_masks
+
+    lean = without_frame_masks(onnx.load(path), width_per_frame)
+    return path if lean is None else lean.SerializeToString()
+
+
+def session(path, threads: int, profile_dir: str | None = None):
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads
     opts.inter_op_num_threads = 1
@@ -96,7 +111,7 @@ def macs_per_line(path: str, width: int) -> float | None:
     return count_macs(model, int(props["input_height"]), int(props["input_channels"]), width)
 
 
-def op_profile(path: str, feeds: dict, threads: int, runs: int) -> dict[str, float]:
+def op_profile(path, feeds: dict, threads: int, runs: int) -> dict[str, float]:
     """Share of the profiled node time per operator type."""
     with tempfile.TemporaryDirectory() as tmp:
         sess = session(path, threads, tmp)
@@ -144,19 +159,22 @@ def main() -> None:
     for spec in models:
         name, _, path = spec.partition("=")
         path = str(ROOT / path) if not Path(path).is_absolute() else path
-        sess = session(path, args.threads)
-        height = sess.get_inputs()[0].shape[2]
-        channels = sess.get_inputs()[0].shape[1]
+        rec = Recognizer(path, threads=args.threads, batch_size=1)
+        graphs = {b: graph_for(path, b, rec.width_per_frame) for b in {1, *batches}}
+        sessions = {b: session(g, args.threads) for b, g in graphs.items()}
+        height = sessions[1].get_inputs()[0].shape[2]
+        channels = sessions[1].get_inputs()[0].shape[1]
         rows = []
         for w in widths:
             macs = macs_per_line(path, w)
             for b in batches:
+                sess = sessions[b]
                 feeds = {
                     "image": np.random.rand(b, channels, height, w).astype(np.float32),
                     "widths": np.full(b, w, np.int64),
                 }
                 ms = median_ms(lambda s=sess, f=feeds: s.run(None, f), args.runs)
-                ops = op_profile(path, feeds, args.threads, max(5, args.runs // 3))
+                ops = op_profile(graphs[b], feeds, args.threads, max(5, args.runs // 3))
                 gflops = 2 * macs * b / (ms / 1000) / 1e9 if macs else None
                 rows.append(
                     {
@@ -172,12 +190,11 @@ def main() -> None:
                 )
                 top = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(ops.items())[:4])
                 print(f"{name} w={w} b={b}: {ms:.2f} ms/run, {ms / b:.3f} ms/line  [{top}]")
-        rec = Recognizer(path, threads=args.threads, batch_size=1)
         image = read_image(SAMPLE)
         end_to_end = median_ms(lambda r=rec, i=image: r.recognize([i]), args.runs)
-        array = preprocess(image, rec.preprocess_cfg)
-        feeds = {"image": array[None], "widths": np.array([array.shape[2]], np.int64)}
-        raw = median_ms(lambda s=sess, f=feeds: s.run(None, f), args.runs)
+        batch, valid = pad_batch([preprocess(image, rec.preprocess_cfg)], rec.width_per_frame)
+        feeds = {"image": batch, "widths": valid}
+        raw = median_ms(lambda s=sessions[1], f=feeds: s.run(None, f), args.runs)
         report["models"][name] = {
             "path": path,
             "rows": rows,
