@@ -6,7 +6,7 @@ does not need (the predictor's lean batch-1 graph, distill/onnx_masks.py), and i
 (dynamic, and static QDQ convolutions, each also lean):
 
     python benchmarks/bench_speedups.py --ckpt CKPT [--labels FILE:PROTOCOL]
-        [--widths 100,320,800] [--runs 50] [--name NAME]
+        [--widths 100,320,800] [--runs 300] [--rounds 15] [--name NAME]
 
 For every variant: the time to create the session, the median ``session.run`` ms per
 line at batch 1 with 1 and 2 threads and lines/s at batch 32 (2 threads) for each line
@@ -19,6 +19,7 @@ Writes benchmarks/results/speedups_NAME.{json,md}. Run it on a quiet machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import statistics
@@ -35,6 +36,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from results_io import write_results  # noqa: E402
+
+from distill.models.backbones import ShuffleUnit  # noqa: E402
 
 LEVELS = {
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -74,6 +77,9 @@ def build_files(ckpt: Path, out: Path, calibration_lines: int) -> dict[str, Path
         "traced": export_onnx(module, out / "traced.onnx", "traced", simplify=False),
         "onnxslim": export_onnx(module, out / "slim.onnx", "slim"),
     }
+    if any(isinstance(m, ShuffleUnit) for m in module.net.modules()):
+        with torchvision_shuffle():
+            files["transpose shuffle"] = export_onnx(module, out / "transpose.onnx", "t")
     files["int8 dynamic"] = quantize_dynamic(files["onnxslim"], out / "int8_dynamic.onnx")
     cfg = OmegaConf.create(
         {
@@ -90,6 +96,20 @@ def build_files(ckpt: Path, out: Path, calibration_lines: int) -> dict[str, Path
     return files
 
 
+@contextlib.contextmanager
+def torchvision_shuffle():
+    """Export ShuffleNetV2 units the way torchvision computes them (concatenate, then
+    view/transpose/view) instead of our stack-and-view: the step before."""
+    from torchvision.models.shufflenetv2 import InvertedResidual
+
+    ours = ShuffleUnit.forward
+    ShuffleUnit.forward = InvertedResidual.forward
+    try:
+        yield
+    finally:
+        ShuffleUnit.forward = ours
+
+
 def lean_files(files: dict[str, Path], width_per_frame: int) -> dict[str, Path]:
     """Each file's lean batch-1 graph, as the predictor builds it for single lines."""
     import onnx
@@ -97,7 +117,9 @@ def lean_files(files: dict[str, Path], width_per_frame: int) -> dict[str, Path]:
     from distill.onnx_masks import without_frame_masks
 
     lean = {}
-    for key in ("onnxslim", "int8 dynamic", "int8 static"):
+    for key in ("onnxslim", "transpose shuffle", "int8 dynamic", "int8 static"):
+        if key not in files:
+            continue
         model = without_frame_masks(onnx.load(str(files[key])), width_per_frame)
         if model is None:
             sys.exit(f"{files[key]}: no named padding masks (export.py names them)")
@@ -131,6 +153,12 @@ def variants(files: dict[str, Path], tmp: Path) -> list[dict]:
             "file": "onnxslim",
             "level": "all",
             "spin": False,
+        },
+        {
+            "label": "onnxslim, lean, torchvision's shuffle (concat + view/transpose/view)",
+            "file": "transpose shuffle lean",
+            "level": "all",
+            "batch1_only": True,
         },
         {
             "label": "onnxslim, lean batch-1 graph (predictor default at b=1)",
@@ -184,7 +212,7 @@ def open_variant(v: dict, files: dict[str, Path]) -> dict:
 CELLS = ((1, 1, "b1_t1"), (1, 2, "b1_t2"), (32, 2, "b32_lps"))
 
 
-def time_all(opened: list[dict], widths: list[int], runs: int, rounds: int = 5) -> None:
+def time_all(opened: list[dict], widths: list[int], runs: int, rounds: int) -> None:
     """Fill each variant's cells. The variants take turns, ``rounds`` times per cell, and
     a cell's figure is the median over all its runs: drift on a shared machine then falls
     on every variant alike instead of on whichever ran during it. Between turns a pause
@@ -269,7 +297,8 @@ def markdown(report: dict, widths: list[int]) -> str:
         "",
         f"{report['cpu']}, {os.cpu_count()} CPUs, onnxruntime {ort.__version__}. `session.run` "
         f"only (no pre/post-processing), random input, widths {ws} px; the variants take "
-        f"turns (5 rounds), median of {report['runs']} runs per cell at batch 1, 10 at batch 32.",
+        f"turns ({report['rounds']} rounds), median of {report['runs']} runs per cell at batch "
+        f"1, {report['rounds'] * max(3, 10 // report['rounds'])} at batch 32.",
         "",
         f"| variant | load ms | ms/line b=1, 1 thread ({ws}) | ms/line b=1, 2 threads ({ws}) "
         f"| lines/s b=32, 2 threads ({ws}) |",
@@ -307,7 +336,10 @@ def main() -> None:
     ap.add_argument("--ckpt", required=True, help="a trained checkpoint (.ckpt)")
     ap.add_argument("--labels", help="LABELFILE[:exact|scene|caseless] to score each file on")
     ap.add_argument("--widths", default="100,320,800")
-    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--runs", type=int, default=300, help="timed runs per batch-1 cell")
+    ap.add_argument(
+        "--rounds", type=int, default=15, help="turns the variants take (spreads the drift)"
+    )
     ap.add_argument("--calibration-lines", type=int, default=256)
     ap.add_argument("--name", default="student")
     args = ap.parse_args()
@@ -325,10 +357,12 @@ def main() -> None:
         "argv": " ".join(sys.argv[1:]),
         "cpu": platform.processor() or platform.machine(),
         "runs": args.runs,
+        "rounds": args.rounds,
         "variants": [],
     }
-    opened = [{**v, **open_variant(v, files)} for v in variants(files, tmp)]
-    time_all(opened, widths, args.runs)
+    todo = [v for v in variants(files, tmp) if v["file"] in files]  # shuffle: ShuffleNet only
+    opened = [{**v, **open_variant(v, files)} for v in todo]
+    time_all(opened, widths, args.runs, args.rounds)
     report["variants"] = [{k: v for k, v in o.items() if k != "sessions"} for o in opened]
     if args.labels:
         report["accuracy"] = accuracy(files, args.labels)

@@ -80,3 +80,29 @@ def test_frame_count_mismatch_raises_instead_of_clamping():
     model = build_model(11, **STUDENT).eval()
     with pytest.raises(ValueError, match="do not fit"):
         model(torch.randn(1, 1, 32, 64), torch.tensor([100]))
+
+
+def test_shuffle_units_compute_torchvisions_function():
+    """The units shuffle by stack-and-view (one ONNX Concat): the very function of
+    torchvision's concatenate-then-shuffle, for both unit kinds."""
+    from torchvision.models.shufflenetv2 import InvertedResidual, channel_shuffle
+
+    from distill.models.backbones import ChannelShuffle, ShuffleNetV2Backbone
+
+    torch.manual_seed(0)
+    a, b = torch.randn(2, 6, 4, 9), torch.randn(2, 6, 4, 9)
+    want = channel_shuffle(torch.cat((a, b), dim=1), 2)
+    assert torch.equal(ChannelShuffle(2)(a, b), want)
+    assert torch.equal(ChannelShuffle(2)(torch.cat((a, b), dim=1)), want)
+    with pytest.raises(ValueError, match="2 groups got 3"):
+        ChannelShuffle(2)(a, b, a)
+    net = ShuffleNetV2Backbone(width=0.5).eval()
+    x = torch.randn(2, 1, 32, 40)
+    units = [u for u in net.modules() if isinstance(u, InvertedResidual)]
+    assert {u.stride for u in units} == {1, 2}  # both kinds of unit
+    with torch.no_grad():
+        feats = net.body[1](net.body[0](x))
+        for unit in units:
+            reference = InvertedResidual.forward(unit, feats)  # torchvision's own forward
+            feats = unit(feats)
+            assert torch.equal(feats, reference)

@@ -70,21 +70,28 @@ class ResNet34Backbone(nn.Module):
 
 
 class ChannelShuffle(nn.Module):
-    """torchvision's channel shuffle as a module (same view/transpose/view, same ONNX).
+    """torchvision's channel shuffle as a module, taking the groups as separate tensors.
 
-    Being a module lets the pruner (distill/prune.py) see each shuffle as one node: the
-    channels it interleaves are coupled across a whole stage, so the pruner leaves every
-    channel group that crosses a shuffle alone instead of tracing through its reshapes.
+    Given the groups (a unit's two halves) it interleaves them in one stack-and-view,
+    which exports to a single interleaving Concat; concatenating first and then
+    view/transpose/view, as torchvision does, costs an extra copy per unit: 3-11% of a
+    batch-1 run in onnxruntime (benchmarks/bench_speedups.py). Same channel order.
+    Being a module lets the pruner (distill/pruning/graph.py) see each shuffle as one
+    node: the channels it interleaves are coupled across a whole stage, so the pruner
+    leaves every channel group that crosses a shuffle alone.
     """
 
     def __init__(self, groups: int = 2):
         super().__init__()
         self.groups = groups
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, c, h, w = x.shape
-        x = x.view(b, self.groups, c // self.groups, h, w).transpose(1, 2).contiguous()
-        return x.view(b, c, h, w)
+    def forward(self, *parts: torch.Tensor) -> torch.Tensor:
+        if len(parts) == 1:  # one tensor: its channel groups
+            parts = parts[0].chunk(self.groups, dim=1)
+        if len(parts) != self.groups:
+            raise ValueError(f"channel shuffle of {self.groups} groups got {len(parts)} tensors")
+        b, c, h, w = parts[0].shape
+        return torch.stack(parts, dim=2).view(b, c * self.groups, h, w)
 
 
 class ShuffleUnit(InvertedResidual):
@@ -96,10 +103,8 @@ class ShuffleUnit(InvertedResidual):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride == 1:
             x1, x2 = x.chunk(2, dim=1)
-            out = torch.cat((x1, self.branch2(x2)), dim=1)
-        else:
-            out = torch.cat((self.branch1(x), self.branch2(x)), dim=1)
-        return self.shuffle(out)
+            return self.shuffle(x1, self.branch2(x2))
+        return self.shuffle(self.branch1(x), self.branch2(x))
 
 
 def _with_shuffle_module(unit: InvertedResidual) -> ShuffleUnit:

@@ -48,7 +48,8 @@ def opaque_shuffles():
     """Run every ChannelShuffle as :class:`_OpaqueShuffle` (for tracing only)."""
     original = ChannelShuffle.forward
 
-    def forward(self, x):
+    def forward(self, *parts):
+        x = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
         self.traced_channels = x.shape[1]  # DepGraph asks for it to size the next split
         return _OpaqueShuffle.apply(x, self.groups)
 
