@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from distill.teachers import Outputs
+from distill.teachers import Outputs, TopKOutputs
 
 
 def ctc_feasible(targets: torch.Tensor, target_lengths: torch.Tensor, frames: torch.Tensor):
@@ -138,6 +138,98 @@ def resample_time(
     return out.clamp_min(1e-8).log()
 
 
+def _source_frames(src_frames, dst_frames, t_out: int):
+    """For each destination frame, the two source frames it reads and the weight of the
+    second, as :func:`resample_time` places them."""
+    j = torch.arange(t_out, device=dst_frames.device, dtype=torch.float32)[None, :]
+    src = src_frames.to(dst_frames.device, torch.float32)[:, None]
+    pos = ((j + 0.5) * src / dst_frames.to(torch.float32)[:, None] - 0.5).clamp(min=0)
+    pos = torch.minimum(pos, src - 1)
+    lo = pos.floor().long()
+    hi = torch.minimum(lo + 1, src.long() - 1)
+    return lo, hi, pos - lo.float()
+
+
+def topk_kl(teacher, student_logits: torch.Tensor, student_frames: torch.Tensor, tau: float):
+    """:func:`masked_kl` of the teacher resampled onto the student's frames
+    (:func:`resample_time`), computed from the teacher's top-k form
+    (``teachers.TopKOutputs``) without ever building its [B, T, C] distribution.
+
+    Each teacher frame is k probabilities plus one level shared by every other class, so
+    the interpolated target is one level ``u`` plus at most 2k distinct classes. With
+    ``t`` the tempered target and ``s`` the student's tempered logits, per frame
+    ``KL = sum t log t - sum t s + logsumexp(s)``, where ``sum t s`` needs only the sum
+    of ``s`` over all classes and ``s`` at those 2k classes. The floors of the dense path
+    (1e-8 before each log) are applied the same way, so both agree to rounding."""
+    idx, above, level, t_logt = _topk_target(teacher, student_frames, student_logits.shape[1], tau)
+    per_frame = t_logt + _StudentCrossEntropy.apply(student_logits, idx, above, level, tau)
+    mask = frame_mask(student_frames, per_frame.shape[1])
+    return tau**2 * (per_frame * mask).sum() / mask.sum().clamp(min=1)
+
+
+@torch.no_grad()
+def _topk_target(teacher, student_frames: torch.Tensor, t_out: int, tau: float):
+    """The tempered target of :func:`topk_kl` on the student's frames: the listed classes
+    ``idx`` [B, T, 2k], the target above its level there (a class listed twice counts
+    half each time), the level of every other class, and ``sum t log t`` per frame."""
+    c, k = teacher.num_classes, teacher.index.shape[-1]
+    # the dense path's first floor and renormalization, per teacher frame
+    p = teacher.probs.float().clamp(min=1e-8)
+    r = teacher.rest.float().clamp(min=1e-8)
+    z = p.sum(-1) + (c - k) * r
+    p, r = p / z[..., None], r / z
+    lo, hi, w = _source_frames(teacher.frames, student_frames, t_out)  # [B, T]
+
+    def at(x, frames):  # x [B, T', ...] at the given source frames [B, T]
+        index = frames.view(*frames.shape, *[1] * (x.dim() - 2))
+        return x.gather(1, index.expand(-1, -1, *x.shape[2:]))
+
+    idx_lo, idx_hi = at(teacher.index, lo), at(teacher.index, hi)  # [B, T, k]
+    r_lo, r_hi = at(r, lo), at(r, hi)  # [B, T]
+    d_lo = (at(p, lo) - r_lo[..., None]) * (1 - w)[..., None]  # above each frame's level
+    d_hi = (at(p, hi) - r_hi[..., None]) * w[..., None]
+    idx = torch.cat((idx_lo, idx_hi), -1)  # a class may be listed twice
+    level = (1 - w) * r_lo + w * r_hi
+    q = (
+        level[..., None]
+        + ((idx[..., :, None] == idx_lo[..., None, :]) * d_lo[..., None, :]).sum(-1)
+        + ((idx[..., :, None] == idx_hi[..., None, :]) * d_hi[..., None, :]).sum(-1)
+    ).clamp(min=1e-8)  # the second floor
+    u = level.clamp(min=1e-8)
+    once = 1.0 / (idx[..., :, None] == idx[..., None, :]).sum(-1)
+    others = c - once.sum(-1)  # classes at the level
+    lq, lu = q.log() / tau, u.log() / tau  # tempered, before normalization
+    log_z = torch.logsumexp(torch.cat((lq + once.log(), (lu + others.log())[..., None]), -1), -1)
+    lt_q, lt_u = lq - log_z[..., None], lu - log_z
+    t_q, t_u = lt_q.exp(), lt_u.exp()
+    t_logt = (once * t_q * lt_q).sum(-1) + others * t_u * lt_u
+    return idx, once * (t_q - t_u[..., None]), t_u, t_logt
+
+
+class _StudentCrossEntropy(torch.autograd.Function):
+    """Per frame ``logsumexp(s) - sum_c t(c) s(c)`` with ``s = logits / tau`` and a target
+    ``t`` that is ``level`` everywhere plus ``above`` at the classes ``idx``; its gradient
+    is ``(softmax(s) - t) / tau``, written in place into one [B, T, C] buffer (autograd
+    would keep several such buffers alive)."""
+
+    @staticmethod
+    def forward(ctx, logits, idx, above, level, tau):
+        s = logits.float() / tau
+        lse = torch.logsumexp(s, -1)
+        dot = level * s.sum(-1) + (above * s.gather(-1, idx)).sum(-1)
+        ctx.save_for_backward(logits, lse, idx, above, level)
+        ctx.tau = tau
+        return lse - dot
+
+    @staticmethod
+    def backward(ctx, grad):
+        logits, lse, idx, above, level = ctx.saved_tensors
+        g = (logits.float() / ctx.tau).sub_(lse[..., None]).exp_()  # softmax(s)
+        g.sub_(level[..., None]).scatter_add_(-1, idx, -above)
+        g.mul_((grad / ctx.tau)[..., None])
+        return g.to(logits.dtype), None, None, None, None
+
+
 def masked_feature_mse(
     student_feat: torch.Tensor, teacher_feat: torch.Tensor, frames: torch.Tensor
 ) -> torch.Tensor:
@@ -214,6 +306,9 @@ class KLTerm(torch.nn.Module):
                 self.tau,
                 self.blank_in_mean,
             )
+        if isinstance(teacher, TopKOutputs):  # a label cache: never densified
+            self.check_alignment(int(teacher.frames.max()), int(student.frames.max()))
+            return topk_kl(teacher, student.logits, student.frames, self.tau)
         t_logits, t_s = teacher.logits, student.logits.shape[1]
         if torch.equal(teacher.frames.to(student.frames.device), student.frames):
             # the same valid frames: only the padding may differ in length

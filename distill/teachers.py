@@ -42,6 +42,33 @@ class Outputs:
     stats: dict[str, float] = field(default_factory=dict)
 
 
+class TopKOutputs(Outputs):
+    """A teacher's frames as its top-k posteriors, the rest of each frame's mass spread
+    evenly over the other classes (what a label cache stores): ``index`` and ``probs``
+    [B, T', k], ``rest`` [B, T'] the probability of each class outside the top-k.
+
+    The frame KL reads this form directly (``losses.topk_kl``): a dense [B, T', C]
+    tensor over the 6,892 Chinese classes costs more than the student's own forward
+    and backward passes. ``logits`` (log-probabilities) is built on first use only."""
+
+    def __init__(self, index, probs, rest, frames, num_classes: int, texts, confidences):
+        self.index, self.probs, self.rest = index, probs, rest
+        self.num_classes = num_classes
+        self.frames, self.feat, self.texts, self.confidences = frames, None, texts, confidences
+        self.stats = {}
+        self._dense: torch.Tensor | None = None
+
+    @property
+    def logits(self) -> torch.Tensor:
+        if self._dense is None:
+            b, t, _ = self.probs.shape
+            dense = self.rest[..., None].expand(b, t, self.num_classes).clone()
+            dense.scatter_(-1, self.index, self.probs)
+            dense /= dense.sum(-1, keepdim=True).clamp(min=1e-8)
+            self._dense = dense.clamp(min=1e-8).log()
+        return self._dense
+
+
 class Teacher:
     """The interface every teacher implements.
 
@@ -212,20 +239,21 @@ class CachedTeacher(Teacher):
             )
         items = batch["teacher_cache"]
         frames = [len(it["index"]) for it in items]
-        c = self.charset.num_classes
-        dense = np.zeros((len(items), max(frames), c), np.float32)
+        c, k = self.charset.num_classes, max(it["index"].shape[1] for it in items)
+        index = np.zeros((len(items), max(frames), k), np.int64)
+        probs = np.zeros((len(items), max(frames), k), np.float32)
         for b, it in enumerate(items):
-            f, k = it["index"].shape
-            # the mass outside the stored top-k, spread over the other classes
-            rest = np.clip(1.0 - it["probs"].sum(1, keepdims=True), 0, None) / max(c - k, 1)
-            dense[b, :f] = rest
-            np.put_along_axis(dense[b, :f], it["index"], it["probs"], 1)
-        dense /= dense.sum(-1, keepdims=True).clip(min=1e-8)
-        logits = torch.from_numpy(np.log(np.maximum(dense, 1e-8))).to(self.device)
-        return Outputs(
-            logits,
+            f, kb = it["index"].shape
+            index[b, :f, :kb], probs[b, :f, :kb] = it["index"], it["probs"]
+        # the mass outside the stored top-k, spread over the other classes
+        rest = np.clip(1.0 - probs.sum(-1), 0, None) / max(c - k, 1)
+        to = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
+        return TopKOutputs(
+            to(index),
+            to(probs),
+            to(rest),
             torch.tensor(frames, dtype=torch.long, device=self.device),
-            None,
+            c,
             texts=[it["text"] for it in items],
             confidences=[it["confidence"] for it in items],
         )

@@ -10,6 +10,7 @@ import torch
 
 from distill.losses import (
     DistillationLoss,
+    KLTerm,
     masked_feature_mse,
     masked_kl,
     mean_kl,
@@ -95,6 +96,47 @@ def test_resampling_hand_computed_per_sample():
     assert torch.allclose(out[0], torch.stack(expected0), atol=1e-6)
     assert torch.allclose(out[1, :3], torch.stack(expected1), atol=1e-6)
     assert torch.allclose(out.sum(-1), torch.ones(2, 6), atol=1e-5)
+
+
+@pytest.mark.parametrize("tau", [1.0, 2.0])
+@pytest.mark.parametrize("same_frames", [False, True])
+def test_topk_kl_equals_the_dense_kl_and_its_gradient(tau, same_frames):
+    """A label cache's teacher (top-k + an even rest) gives the same frame KL, value and
+    gradient, whether the loss builds its dense distribution or reads the top-k form:
+    confident frames (rest below the 1e-8 floors), unsure ones, classes shared by
+    neighbouring frames, resampled or not, and padded frames on both sides."""
+    from distill.teachers import TopKOutputs
+
+    torch.manual_seed(0)
+    b, t_teacher, c, k = 3, 9, 40, 4
+    t_frames = torch.tensor([9, 5, 7])
+    s_frames = t_frames.clone() if same_frames else torch.tensor([17, 11, 3])
+    t_student = int(s_frames.max()) + 2  # padded frames too
+    index = torch.stack([torch.randperm(c)[:k] for _ in range(b * t_teacher)]).view(b, t_teacher, k)
+    for i in range(b):  # neighbours share two classes (a frame's own k stay distinct)
+        for f in range(1, t_teacher, 2):
+            shared = index[i, f - 1, :2]
+            others = [x for x in torch.randperm(c).tolist() if x not in shared.tolist()]
+            index[i, f] = torch.cat((shared, torch.tensor(others[: k - 2])))
+    probs = torch.rand(b, t_teacher, k).softmax(-1) * torch.rand(b, t_teacher, 1)
+    probs[0, :3] = torch.tensor([1.0 - 1e-6, 5e-7, 3e-7, 2e-7])  # confident: tiny rest
+    rest = (1 - probs.sum(-1)).clamp(min=0) / (c - k)
+    teacher = TopKOutputs(index, probs, rest, t_frames, c, texts=None, confidences=None)
+    dense = Outputs(teacher.logits, t_frames)
+    logits = torch.randn(b, t_student, c) * 3
+    term = KLTerm(tau=tau, align="interpolate")
+    values, grads = [], []
+    for t in (teacher, dense):
+        s = logits.clone().requires_grad_()
+        loss = term(Outputs(s, s_frames), t, {})
+        loss.backward()
+        values.append(loss.detach())
+        grads.append(s.grad)
+    assert values[0] > 0.1  # a real divergence, not a trivial zero
+    assert torch.allclose(values[0], values[1], rtol=1e-5, atol=1e-6), values
+    assert torch.allclose(grads[0], grads[1], rtol=1e-4, atol=1e-7)
+    padded = torch.arange(t_student)[None, :] >= s_frames[:, None]
+    assert grads[0][padded].abs().max() == 0
 
 
 def test_argmax_agreement_counts_teacher_character_frames_only():
