@@ -207,7 +207,7 @@ ship-zh: $(HELDOUT_DOC_ZH)/labels.tsv | $(STAMP)
 
 # The distillation gain of the v2 students: the same network, data, steps and seed with
 # PP-OCRv6 (through its cache) and without a teacher, two seeds, English and Chinese
-# (needs ppocrv6-cache and ppocrv6-cache-zh; 3000 steps per English run, 1500 per
+# (needs ppocrv6-cache and ppocrv6-cache-zh; 3000 steps per English run and per
 # Chinese one; resumable)
 GAIN_DIR ?= logs/kd_gain
 GAIN_SEEDS ?= 12345 2

@@ -269,6 +269,9 @@ class KLTerm(torch.nn.Module):
 
     MODES = ("frame", "mean")
     ALIGNS = ("strict", "interpolate")
+    # a label cache's top-k form pays above this many classes: 5.3x faster at 6,892,
+    # 2x slower at 96 (benchmarks/bench_topk_kl.py), where the dense tensor is small
+    TOPK_MIN_CLASSES = 1024
 
     def __init__(
         self, tau: float = 2.0, mode: str = "frame", align: str = "strict", blank_in_mean=True
@@ -306,7 +309,7 @@ class KLTerm(torch.nn.Module):
                 self.tau,
                 self.blank_in_mean,
             )
-        if isinstance(teacher, TopKOutputs):  # a label cache: never densified
+        if isinstance(teacher, TopKOutputs) and teacher.num_classes >= self.TOPK_MIN_CLASSES:
             self.check_alignment(int(teacher.frames.max()), int(student.frames.max()))
             return topk_kl(teacher, student.logits, student.frames, self.tau)
         t_logits, t_s = teacher.logits, student.logits.shape[1]

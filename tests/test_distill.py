@@ -15,6 +15,7 @@ from distill.losses import (
     masked_kl,
     mean_kl,
     resample_time,
+    topk_kl,
 )
 from distill.module import DistillationModule, argmax_agreement, load_recognizer
 from distill.preprocess import valid_frames
@@ -128,7 +129,10 @@ def test_topk_kl_equals_the_dense_kl_and_its_gradient(tau, same_frames):
     values, grads = [], []
     for t in (teacher, dense):
         s = logits.clone().requires_grad_()
-        loss = term(Outputs(s, s_frames), t, {})
+        if t is teacher:  # KLTerm reads the top-k form from TOPK_MIN_CLASSES classes on
+            loss = topk_kl(teacher, s, s_frames, tau)
+        else:
+            loss = term(Outputs(s, s_frames), t, {})
         loss.backward()
         values.append(loss.detach())
         grads.append(s.grad)
@@ -427,3 +431,25 @@ def test_charset_and_preprocess_mismatch_errors(teacher_ckpt, tmp_path):
         build_module(_distill_cfg(teacher_ckpt, tmp_path, "preprocess.height=48"))
     with pytest.raises(FileNotFoundError, match="teacher.ckpt not found"):
         build_module(_distill_cfg(tmp_path / "nope.ckpt", tmp_path))
+
+
+def test_kl_term_reads_the_top_k_form_of_large_charsets_only(monkeypatch):
+    import distill.losses as losses
+    from distill.teachers import TopKOutputs
+
+    calls = []
+    monkeypatch.setattr(losses, "topk_kl", lambda *a: calls.append(a[0].num_classes) or 0.0)
+    frames = torch.tensor([4])
+    for c in (losses.KLTerm.TOPK_MIN_CLASSES, 96):
+        index = torch.arange(8).repeat(1, 4, 1)
+        teacher = TopKOutputs(
+            index,
+            torch.full((1, 4, 8), 0.1),
+            torch.full((1, 4), 0.2 / (c - 8)),
+            frames,
+            c,
+            None,
+            None,
+        )
+        losses.KLTerm(tau=1.0)(Outputs(torch.randn(1, 4, c), frames), teacher, {})
+    assert calls == [losses.KLTerm.TOPK_MIN_CLASSES]
