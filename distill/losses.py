@@ -117,6 +117,18 @@ def mean_kl(
     return tau**2 * kl.mean()
 
 
+def _source_frames(src_frames, dst_frames, t_out: int):
+    """For each destination frame, the two source frames it reads and the weight of the
+    second (frame centres aligned), shared by :func:`resample_time` and :func:`topk_kl`."""
+    j = torch.arange(t_out, device=dst_frames.device, dtype=torch.float32)[None, :]
+    src = src_frames.to(dst_frames.device, torch.float32)[:, None]
+    pos = ((j + 0.5) * src / dst_frames.to(torch.float32)[:, None] - 0.5).clamp(min=0)
+    pos = torch.minimum(pos, src - 1)
+    lo = pos.floor().long()
+    hi = torch.minimum(lo + 1, src.long() - 1)
+    return lo, hi, pos - lo.float()
+
+
 def resample_time(
     logits: torch.Tensor, src_frames: torch.Tensor, dst_frames: torch.Tensor, t_out: int
 ) -> torch.Tensor:
@@ -126,28 +138,11 @@ def resample_time(
     log-probabilities, which softmax-based terms accept as logits; frames beyond
     ``dst_frames`` repeat the last valid one (they are masked anyway)."""
     probs = logits.float().softmax(-1)
-    j = torch.arange(t_out, device=logits.device, dtype=torch.float32)[None, :]
-    src = src_frames.to(torch.float32)[:, None]
-    pos = ((j + 0.5) * src / dst_frames.to(torch.float32)[:, None] - 0.5).clamp(min=0)
-    pos = torch.minimum(pos, src - 1)
-    lo = pos.floor().long()
-    hi = torch.minimum(lo + 1, src.long() - 1)
-    w = (pos - lo.float())[..., None]
+    lo, hi, w = _source_frames(src_frames.to(logits.device), dst_frames.to(logits.device), t_out)
+    w = w[..., None]
     take = lambda idx: probs.gather(1, idx[..., None].expand(-1, -1, probs.shape[-1]))  # noqa: E731
     out = (1 - w) * take(lo) + w * take(hi)
     return out.clamp_min(1e-8).log()
-
-
-def _source_frames(src_frames, dst_frames, t_out: int):
-    """For each destination frame, the two source frames it reads and the weight of the
-    second, as :func:`resample_time` places them."""
-    j = torch.arange(t_out, device=dst_frames.device, dtype=torch.float32)[None, :]
-    src = src_frames.to(dst_frames.device, torch.float32)[:, None]
-    pos = ((j + 0.5) * src / dst_frames.to(torch.float32)[:, None] - 0.5).clamp(min=0)
-    pos = torch.minimum(pos, src - 1)
-    lo = pos.floor().long()
-    hi = torch.minimum(lo + 1, src.long() - 1)
-    return lo, hi, pos - lo.float()
 
 
 def topk_kl(teacher, student_logits: torch.Tensor, student_frames: torch.Tensor, tau: float):

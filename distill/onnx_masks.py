@@ -6,7 +6,7 @@ Each width-mixing layer multiplies its input by a column mask built from ``width
 of a call spans the same number of frames (a single line always does: ``pad_batch`` pads
 only up to the next multiple of the frame width), the masks at the frame stride are all
 ones. They still cost a Mul each and, in onnxruntime's blocked (NCHWc) layout, a layout
-conversion around it: 5-25% of a batch-1 call (benchmarks/bench_speedups.py).
+conversion around it: up to a fifth of a batch-1 call (benchmarks/bench_speedups.py).
 
 export.py names each mask ``padding_mask/s{stride}/{k}``; :func:`without_frame_masks`
 bypasses those at the frame stride and drops what only they used. The masks at finer

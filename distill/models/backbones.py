@@ -74,7 +74,7 @@ class ChannelShuffle(nn.Module):
 
     Given the groups (a unit's two halves) it interleaves them in one stack-and-view,
     which exports to a single interleaving Concat; concatenating first and then
-    view/transpose/view, as torchvision does, costs an extra copy per unit: 3-11% of a
+    view/transpose/view, as torchvision does, costs an extra copy per unit: 2-11% of a
     batch-1 run in onnxruntime (benchmarks/bench_speedups.py). Same channel order.
     Being a module lets the pruner (distill/pruning/graph.py) see each shuffle as one
     node: the channels it interleaves are coupled across a whole stage, so the pruner
