@@ -195,7 +195,8 @@ $(HELDOUT_DOC_ZH)/labels.tsv: | $(STAMP)
 
 # Ship the Chinese student: models/zh_student{,_int8}.onnx (parity checked), then the
 # held-out Chinese lines read by it and the peers in one run (Tesseract with chi_sim:
-# installed as root, skipped otherwise), and its per-operator profile by width and batch
+# installed as root, skipped otherwise), its per-operator profile by width and batch, and
+# its accuracy by line length beside PP-OCRv6's (held-out and validation lines)
 ZH_V2 ?= logs/zh_student_v2/checkpoints/last.ckpt
 ship-zh: $(HELDOUT_DOC_ZH)/labels.tsv | $(STAMP)
 	$(PY) export.py ckpt=$(ZH_V2) out=models/zh_student.onnx name=zh_student quantize=dynamic
@@ -206,6 +207,10 @@ ship-zh: $(HELDOUT_DOC_ZH)/labels.tsv | $(STAMP)
 		--protocol exact --tesseract-lang chi_sim --name heldout_document_zh_v2 --plot
 	$(PY) benchmarks/bench_profile.py --model zh_student=models/zh_student.onnx \
 		--model zh_student_int8=models/zh_student_int8.onnx --name zh_student_v2
+	$(PY) benchmarks/bench_lengths.py $(HELDOUT_DOC_ZH)/labels.tsv $(GEN)/val/document_zh/labels.tsv \
+		--model "zh_student FP32=models/zh_student.onnx" \
+		--model "zh_student INT8=models/zh_student_int8.onnx" --buckets 0,15,25,35,45 \
+		--name zh_student_v2
 
 # The distillation gain of the v2 students: the same network, data, steps and seed with
 # PP-OCRv6 (through its cache) and without a teacher, two seeds, English and Chinese
