@@ -7,7 +7,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 ship-zh kd-gain gain-run prune-en prune-finetune clean
+.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain gain-run prune-en prune-finetune clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -186,6 +186,12 @@ zh-student-v2: $(STAMP)
 	@[ -f $(GEN)/val/document_zh/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
 		--lang zh --fonts train --size 300 --seed 4242 --out $(GEN)/val/document_zh
 	$(call resumable_run,logs/zh_student_v2,zh_student_v2)
+
+# ... trained further from its 8,000-step weights (a new 12,000-step schedule; ~3.7 h;
+# resumes); ship it with: make ship-zh ZH_V2=logs/zh_student_v2_long/checkpoints/last.ckpt
+ZH_V2_FIRST := logs/zh_student_v2/checkpoints/last.ckpt
+zh-student-v2-long: $(STAMP)
+	$(call resumable_run,logs/zh_student_v2_long,zh_student_v2_long,init_ckpt=$(ZH_V2_FIRST))
 
 # Chinese document lines in font families held out of training (the Chinese target's set)
 HELDOUT_DOC_ZH := data/generated/heldout/document_zh
