@@ -8,12 +8,15 @@
 For each run: its command, steps, wall time, the validation scores at the last step, and
 its last checkpoint scored with eval.py on every dev set (kept in
 ``<run>/eval_<devset>_<protocol>/eval.json`` and reused only for the same checkpoint, dev
-set and protocol). Writes benchmarks/results/NAME.{json,md}.
+set and protocol). Runs titled alike but for a trailing ``seed N`` ("with teacher seed 1",
+"with teacher seed 2") are also averaged, in a second table. Writes
+benchmarks/results/NAME.{json,md}.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 
@@ -45,6 +48,39 @@ def summarize(title: str, run: Path, devsets: list[tuple[Path, str]]) -> dict:
     }
 
 
+_SEED = re.compile(r"\s*\bseed\s+\S+$")
+
+
+def seed_means(runs: list[dict]) -> list[dict]:
+    """Runs whose titles differ only by a trailing ``seed N``, averaged: one row per
+    group of two or more (validation and every dev set's accuracy and CER)."""
+    groups: dict[str, list[dict]] = {}
+    for r in runs:
+        groups.setdefault(_SEED.sub("", r["title"]), []).append(r)
+
+    def mean(values):
+        values = [v for v in values if v is not None]
+        return sum(values) / len(values) if values else None
+
+    out = []
+    for title, members in groups.items():
+        if len(members) < 2:
+            continue
+        names = members[0]["devsets"].keys()
+        out.append(
+            {
+                "title": title,
+                "runs": len(members),
+                "val": {k: mean(m["val"][k] for m in members) for k in ("acc", "cer")},
+                "devsets": {
+                    n: {k: mean(m["devsets"][n][k] for m in members) for k in ("acc", "cer")}
+                    for n in names
+                },
+            }
+        )
+    return out
+
+
 def markdown(report: dict) -> str:
     names = [Path(p).parent.name for p, _ in report["devsets"]]
     lines = [f"# {report['name']}", ""]
@@ -68,6 +104,25 @@ def markdown(report: dict) -> str:
             f"| {r['title']} | {r['steps']} | {r['wall_time_s'] / 60:.1f} | {pct(r['val']['acc'])} "
             f"| {pct(r['val']['cer'])} | {dev} |"
         )
+    means = report.get("seed_means") or []
+    if means:
+        lines += [
+            "",
+            "Mean over seeds:",
+            "",
+            "| runs | seeds | val acc | val CER | "
+            + " | ".join(f"{n} acc | {n} CER" for n in names)
+            + " |",
+            "|---|---|---|---|" + "---|---|" * len(names),
+        ]
+        for g in means:
+            dev = " | ".join(
+                f"{pct(g['devsets'][n]['acc'])} | {pct(g['devsets'][n]['cer'])}" for n in names
+            )
+            lines.append(
+                f"| {g['title']} | {g['runs']} | {pct(g['val']['acc'])} | {pct(g['val']['cer'])} "
+                f"| {dev} |"
+            )
     lines += ["", "Commands:", "", "```"]
     lines += [r["train"] for r in report["runs"]]
     lines += [d["eval"] for r in report["runs"] for d in r["devsets"].values()]
@@ -97,6 +152,7 @@ def main(argv=None) -> int:
         "note": args.note,
         "devsets": [(str(p), proto) for p, proto in devsets],
         "runs": runs,
+        "seed_means": seed_means(runs),
         "command": "python benchmarks/kd_compare.py --name "
         + args.name
         + "".join(f' --run "{s}"' for s in args.run)

@@ -1,0 +1,53 @@
+"""benchmarks/kd_compare.py: runs side by side, and their means over seeds."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import kd_compare  # noqa: E402
+
+
+def run(title: str, val_acc: float, dev_acc: float) -> dict:
+    return {
+        "title": title,
+        "steps": 30,
+        "wall_time_s": 60.0,
+        "val": {"acc": val_acc, "cer": 1 - val_acc},
+        "devsets": {"set_a": {"acc": dev_acc, "cer": 1 - dev_acc, "eval": "python eval.py"}},
+        "train": f"python train.py # {title}",
+    }
+
+
+def test_runs_differing_only_by_seed_are_averaged():
+    runs = [
+        run("teacher seed 12345", 0.5, 0.40),
+        run("labels only seed 12345", 0.4, 0.30),
+        run("teacher seed 2", 0.7, 0.60),
+        run("labels only seed 2", 0.2, 0.10),
+        run("seedless", 0.9, 0.9),  # one run: no mean row
+    ]
+    means = kd_compare.seed_means(runs)
+    assert [(g["title"], g["runs"]) for g in means] == [("teacher", 2), ("labels only", 2)]
+    assert means[0]["val"]["acc"] == pytest.approx(0.6)
+    assert means[0]["devsets"]["set_a"]["acc"] == pytest.approx(0.5)
+    assert means[1]["devsets"]["set_a"]["cer"] == pytest.approx(0.8)
+
+
+def test_markdown_has_the_mean_table_only_when_there_are_seeds():
+    runs = [run("teacher seed 1", 0.5, 0.4), run("teacher seed 2", 0.7, 0.6)]
+    report = {
+        "name": "x",
+        "devsets": [("d/set_a/labels.tsv", "exact")],
+        "runs": runs,
+        "seed_means": kd_compare.seed_means(runs),
+        "command": "python benchmarks/kd_compare.py --name x",
+    }
+    md = kd_compare.markdown(report)
+    assert "Mean over seeds:" in md
+    assert "| teacher | 2 | 60.0% | 40.0% | 50.0% | 50.0% |" in md
+    single = {**report, "runs": runs[:1], "seed_means": kd_compare.seed_means(runs[:1])}
+    assert "Mean over seeds" not in kd_compare.markdown(single)
