@@ -81,6 +81,11 @@ def seed_means(runs: list[dict]) -> list[dict]:
     return out
 
 
+def dev_cells(devsets: dict, names: list[str]) -> str:
+    """A row's accuracy and CER cells, one pair per dev set."""
+    return " | ".join(f"{pct(devsets[n]['acc'])} | {pct(devsets[n]['cer'])}" for n in names)
+
+
 def markdown(report: dict) -> str:
     names = [Path(p).parent.name for p, _ in report["devsets"]]
     lines = [f"# {report['name']}", ""]
@@ -97,9 +102,7 @@ def markdown(report: dict) -> str:
         "|---|---|---|---|---|" + "---|---|" * len(names),
     ]
     for r in report["runs"]:
-        dev = " | ".join(
-            f"{pct(r['devsets'][n]['acc'])} | {pct(r['devsets'][n]['cer'])}" for n in names
-        )
+        dev = dev_cells(r["devsets"], names)
         lines.append(
             f"| {r['title']} | {r['steps']} | {r['wall_time_s'] / 60:.1f} | {pct(r['val']['acc'])} "
             f"| {pct(r['val']['cer'])} | {dev} |"
@@ -116,9 +119,7 @@ def markdown(report: dict) -> str:
             "|---|---|---|---|" + "---|---|" * len(names),
         ]
         for g in means:
-            dev = " | ".join(
-                f"{pct(g['devsets'][n]['acc'])} | {pct(g['devsets'][n]['cer'])}" for n in names
-            )
+            dev = dev_cells(g["devsets"], names)
             lines.append(
                 f"| {g['title']} | {g['runs']} | {pct(g['val']['acc'])} | {pct(g['val']['cer'])} "
                 f"| {dev} |"
