@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from bench_infer import OurEngine, peer_engines  # noqa: E402
 from results_io import write_results  # noqa: E402
 
-from distill.metrics import PROTOCOLS, normalize, score  # noqa: E402
+from distill.metrics import normalize, score, split_protocol  # noqa: E402
 from distill.predict import collect, read_image  # noqa: E402
 
 
@@ -54,13 +54,6 @@ def by_length(
         m = score(preds, labs, protocol) if labs else {"acc": float("nan"), "cer": float("nan")}
         out.append({"n": len(labs), "acc": m["acc"], "cer": m["cer"]})
     return out
-
-
-def parse_set(spec: str) -> tuple[str, str]:
-    path, _, protocol = spec.rpartition(":")
-    if protocol in PROTOCOLS and path:
-        return path, protocol
-    return spec, "exact"
 
 
 def markdown(report: dict) -> str:
@@ -109,7 +102,7 @@ def main(argv=None) -> None:
 
     sets = []
     for spec in args.sets:
-        path, protocol = parse_set(spec)
+        path, protocol = split_protocol(spec)
         items, errors = collect([path])
         if errors:
             sys.exit("\n".join(errors))

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from results_io import write_results  # noqa: E402
 from timing import take_turns  # noqa: E402
 
-from distill.metrics import score  # noqa: E402
+from distill.metrics import score, split_protocol  # noqa: E402
 from distill.predict import Recognizer, collect, read_image  # noqa: E402
 
 # VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across fork+exec
@@ -79,7 +79,9 @@ def peak_rss_mb(model: Path, image_paths: list[str]) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--row", action="append", required=True, help="NAME=CHECKPOINT")
-    ap.add_argument("--devset", action="append", required=True, help="LABELFILE:PROTOCOL")
+    ap.add_argument(
+        "--devset", action="append", required=True, help="LABELFILE[:PROTOCOL], exact if none"
+    )
     ap.add_argument("--name", default="en_student")
     ap.add_argument("--timing-lines", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=15, help="timing rounds, models taking turns")
@@ -95,7 +97,7 @@ def main() -> None:
 
     devsets = []
     for spec in args.devset:
-        path, _, protocol = spec.rpartition(":")
+        path, protocol = split_protocol(spec)
         items, bad = collect([path])
         if bad:
             raise SystemExit("\n".join(bad))

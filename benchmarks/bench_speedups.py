@@ -256,10 +256,10 @@ def time_all(opened: list[dict], widths: list[int], runs: int, rounds: int) -> N
 
 def accuracy(files: dict[str, Path], labels: str) -> dict[str, dict]:
     """Accuracy of each file through the predictor, and its agreement with onnxslim FP32."""
-    from distill.metrics import score
+    from distill.metrics import score, split_protocol
     from distill.predict import Recognizer, collect, read_image
 
-    path, _, protocol = labels.partition(":")
+    path, protocol = split_protocol(labels)
     items, errors = collect([path])
     if errors:
         sys.exit("\n".join(errors))

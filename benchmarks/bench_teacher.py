@@ -31,7 +31,7 @@ from results_io import write_results  # noqa: E402
 
 from distill.charset import Charset  # noqa: E402
 from distill.labelfile import read_label_file  # noqa: E402
-from distill.metrics import score  # noqa: E402
+from distill.metrics import score, split_protocol  # noqa: E402
 from distill.onnx_teacher import OnnxTeacher  # noqa: E402
 from distill.predict import read_image  # noqa: E402
 
@@ -94,7 +94,9 @@ def speed(teacher_cfg: dict, images, batch: int, threads: int) -> float:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--teacher", default="ppocrv6", help="a config in conf/teacher/")
-    ap.add_argument("--devset", action="append", required=True, help="LABELFILE:PROTOCOL")
+    ap.add_argument(
+        "--devset", action="append", required=True, help="LABELFILE[:PROTOCOL], exact if none"
+    )
     ap.add_argument("--speed-lines", type=int, default=256)
     ap.add_argument(
         "--configured-only",
@@ -107,7 +109,7 @@ def main(argv=None) -> int:
     base = teacher_config(args.teacher)
     sets = []
     for spec in args.devset:
-        path, _, protocol = spec.rpartition(":")
+        path, protocol = split_protocol(spec)
         pairs, _ = read_label_file(Path(path))
         sets.append(
             (

@@ -28,6 +28,7 @@ from kd_report import _rel, eval_on_devset, learning_curves, train_command  # no
 from results_io import write_results  # noqa: E402
 
 from distill.compare import load_runs, pct  # noqa: E402
+from distill.metrics import split_protocol  # noqa: E402
 
 
 def summarize(title: str, run: Path, devsets: list[tuple[Path, str]]) -> dict:
@@ -135,12 +136,14 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--name", required=True)
     ap.add_argument("--run", action="append", required=True, help="TITLE=RUN_DIR")
-    ap.add_argument("--devset", action="append", required=True, help="LABELFILE:PROTOCOL")
+    ap.add_argument(
+        "--devset", action="append", required=True, help="LABELFILE[:PROTOCOL], exact if none"
+    )
     ap.add_argument("--note", default="")
     args = ap.parse_args(argv)
     devsets = []
     for spec in args.devset:
-        path, _, protocol = spec.rpartition(":")
+        path, protocol = split_protocol(spec)
         if not Path(path).is_file():
             ap.error(f"dev set not found: {path}")
         devsets.append((Path(path), protocol))

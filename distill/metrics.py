@@ -21,6 +21,17 @@ PROTOCOLS = ("exact", "scene", "caseless")
 _SPACES = re.compile(r"\s+")
 
 
+def split_protocol(spec: str, default: str | None = "exact") -> tuple[str, str]:
+    """``LABELFILE:PROTOCOL`` (the benchmarks' dev-set arguments) -> (path, protocol);
+    without a known protocol suffix, ``default``, or an error naming the spec when None."""
+    path, _, protocol = spec.rpartition(":")
+    if path and protocol in PROTOCOLS:
+        return path, protocol
+    if default is None:
+        raise ValueError(f"{spec!r}: expected LABELFILE:PROTOCOL, PROTOCOL one of {PROTOCOLS}")
+    return spec, default
+
+
 def normalize(text: str, protocol: str = "exact") -> str:
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown metric protocol {protocol!r}; choose one of {PROTOCOLS}")

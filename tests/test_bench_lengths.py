@@ -29,9 +29,7 @@ def test_empty_bucket_is_nan_and_scene_protocol_counts_alphanumerics():
     assert rows[1]["n"] == 0 and rows[1]["acc"] != rows[1]["acc"]  # nan
 
 
-def test_set_spec_and_markdown():
-    assert bench_lengths.parse_set("a/labels.tsv:caseless") == ("a/labels.tsv", "caseless")
-    assert bench_lengths.parse_set("a/labels.tsv") == ("a/labels.tsv", "exact")
+def test_markdown():
     rows = bench_lengths.by_length(["ab", "x"], ["ab", "abcdef"], "exact", [0, 4])
     report = {
         "command": "python benchmarks/bench_lengths.py x",

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from distill.ctc import greedy_decode, greedy_decode_logits, softmax
-from distill.metrics import normalize, score
+from distill.metrics import normalize, score, split_protocol
 
 
 def one_hot_probs(path, c=4, p=0.9):
@@ -73,3 +73,11 @@ def test_scene_protocol():
     assert score(["hello"], ["HELLO."], "scene")["acc"] == 1.0
     with pytest.raises(ValueError, match="protocol"):
         score(["a"], ["a"], "fuzzy")
+
+
+def test_split_protocol():
+    assert split_protocol("a/labels.tsv:caseless") == ("a/labels.tsv", "caseless")
+    assert split_protocol("a/labels.tsv") == ("a/labels.tsv", "exact")
+    assert split_protocol("c:/x.tsv", default="scene") == ("c:/x.tsv", "scene")  # not a protocol
+    with pytest.raises(ValueError, match="a/labels.tsv.*LABELFILE:PROTOCOL"):
+        split_protocol("a/labels.tsv", default=None)
