@@ -42,10 +42,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from labelsets import load_labelled  # noqa: E402
 from timing import take_turns  # noqa: E402
 
 from distill.metrics import PROTOCOLS, score  # noqa: E402
-from distill.predict import Recognizer, collect, read_image  # noqa: E402
+from distill.predict import Recognizer  # noqa: E402
 
 BATCH = 16
 
@@ -267,13 +268,7 @@ def main() -> None:
     ap.add_argument("--plot", action="store_true", help="write the accuracy-latency picture")
     args = ap.parse_args()
 
-    items, errors = collect([args.labelfile])
-    if errors:
-        sys.exit("\n".join(errors))
-    if args.limit:
-        items = items[: args.limit]
-    images = [read_image(p) for p, _ in items]
-    labels = [lab for _, lab in items]
+    _, images, labels = load_labelled(args.labelfile, args.limit)
 
     engines, given, untrained = our_engines(args)
     engines += peer_engines([p for p in args.peers.split(",") if p], args.tesseract_lang)

@@ -24,10 +24,10 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_infer import OurEngine, peer_engines  # noqa: E402
+from labelsets import load_labelled  # noqa: E402
 from results_io import write_results  # noqa: E402
 
 from distill.metrics import normalize, score, split_protocol  # noqa: E402
-from distill.predict import collect, read_image  # noqa: E402
 
 
 def bucket_names(edges: list[int]) -> list[str]:
@@ -103,11 +103,7 @@ def main(argv=None) -> None:
     sets = []
     for spec in args.sets:
         path, protocol = split_protocol(spec)
-        items, errors = collect([path])
-        if errors:
-            sys.exit("\n".join(errors))
-        images = [read_image(p) for p, _ in items]
-        labels = [lab for _, lab in items]
+        _, images, labels = load_labelled(path)
         rows = []
         for eng in engines:
             print(f"{path}: {eng.name} ...", file=sys.stderr, flush=True)
@@ -119,7 +115,7 @@ def main(argv=None) -> None:
                     "buckets": by_length(texts, labels, protocol, edges),
                 }
             )
-        sets.append({"labelfile": path, "protocol": protocol, "lines": len(items), "rows": rows})
+        sets.append({"labelfile": path, "protocol": protocol, "lines": len(labels), "rows": rows})
     given = sys.argv[1:] if argv is None else argv
     report = {
         "command": "python benchmarks/bench_lengths.py " + shlex.join(given),

@@ -28,11 +28,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from labelsets import load_labelled  # noqa: E402
 from results_io import write_results  # noqa: E402
 from timing import take_turns  # noqa: E402
 
 from distill.metrics import score, split_protocol  # noqa: E402
-from distill.predict import Recognizer, collect, read_image  # noqa: E402
+from distill.predict import Recognizer  # noqa: E402
 
 # VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across fork+exec
 PEAK_RSS = """
@@ -98,12 +99,10 @@ def main() -> None:
     devsets = []
     for spec in args.devset:
         path, protocol = split_protocol(spec)
-        items, bad = collect([path])
-        if bad:
-            raise SystemExit("\n".join(bad))
-        devsets.append((Path(path).parent.name, protocol, items))
-    timing_items = devsets[0][2][: args.timing_lines]
-    timing_images = [read_image(p) for p, _ in timing_items]
+        paths, images, labels = load_labelled(path)
+        devsets.append((Path(path).parent.name, protocol, paths, images, labels))
+    timing_paths = devsets[0][2][: args.timing_lines]
+    timing_images = devsets[0][3][: args.timing_lines]
 
     singles = {name: Recognizer(r["onnx"], threads=2, batch_size=1) for name, r in rows.items()}
     # a model reads all the timing lines in its turn: interleaving line by line let the
@@ -119,11 +118,11 @@ def main() -> None:
     for name, r in rows.items():
         r["ms_per_line"] = 1000 * statistics.median(rounds[name])
         r["speedup"] = statistics.median(a / b for a, b in zip(rounds[first], rounds[name]))
-        r["peak_rss_mb"] = peak_rss_mb(Path(r["onnx"]), [str(p) for p, _ in timing_items])
+        r["peak_rss_mb"] = peak_rss_mb(Path(r["onnx"]), [str(p) for p in timing_paths])
         rec = Recognizer(r["onnx"], threads=2, batch_size=16)
-        for set_name, protocol, items in devsets:
-            texts = [x.text for x in rec.recognize([read_image(p) for p, _ in items])]
-            m = score(texts, [label for _, label in items], protocol)
+        for set_name, protocol, _, images, labels in devsets:
+            texts = [x.text for x in rec.recognize(images)]
+            m = score(texts, labels, protocol)
             r[f"acc_{set_name}"] = m["acc"]
             r[f"cer_{set_name}"] = m["cer"]
 

@@ -256,15 +256,13 @@ def time_all(opened: list[dict], widths: list[int], runs: int, rounds: int) -> N
 
 def accuracy(files: dict[str, Path], labels: str) -> dict[str, dict]:
     """Accuracy of each file through the predictor, and its agreement with onnxslim FP32."""
+    from labelsets import load_labelled
+
     from distill.metrics import score, split_protocol
-    from distill.predict import Recognizer, collect, read_image
+    from distill.predict import Recognizer
 
     path, protocol = split_protocol(labels)
-    items, errors = collect([path])
-    if errors:
-        sys.exit("\n".join(errors))
-    images = [read_image(p) for p, _ in items]
-    truth = [t for _, t in items]
+    _, images, truth = load_labelled(path)
     files = {k: f for k, f in files.items() if not k.endswith(" lean")}  # never loaded as such
     texts = {
         k: [r.text for r in Recognizer(f, threads=2).recognize(images)] for k, f in files.items()
@@ -283,7 +281,7 @@ def accuracy(files: dict[str, Path], labels: str) -> dict[str, dict]:
         for k, t in texts.items()
     }
     return {
-        "set": {"file": path, "protocol": protocol or "exact", "lines": len(items)},
+        "set": {"file": path, "protocol": protocol or "exact", "lines": len(truth)},
         "files": per_file,
     }
 
