@@ -249,6 +249,19 @@ def test_bucket_sampler_covers_everything_and_groups_lengths():
     assert list(s) != batches  # a new order each epoch
 
 
+def test_bucket_sampler_resumes_mid_epoch_once():
+    s = BucketBatchSampler(list(range(100)), 8, shuffle=True, seed=0)
+    s.set_epoch(1)
+    epoch1 = list(s)
+    s.set_epoch(0)
+    s.resume_at(1, 5)
+    assert s.epoch == 1 and list(s) == epoch1[5:]
+    assert list(s) == epoch1  # the next pass is whole again
+    s.resume_at(1, 5)
+    s.set_epoch(2)  # the trainer moved on: no skip in another epoch
+    assert len(list(s)) == len(s)
+
+
 def test_bucket_sampler_shards_ranks_evenly(monkeypatch):
     lengths = list(range(100))
     s = BucketBatchSampler(lengths, 8, shuffle=True, seed=0)

@@ -282,6 +282,38 @@ def test_precision_auto_follows_the_hardware(monkeypatch):
     assert training.resolve_precision("32-true") == "32-true"
 
 
+@pytest.mark.parametrize("workers", [0, 2])
+def test_resume_mid_epoch_goes_on_with_the_next_batch(workers, tmp_path, monkeypatch):
+    """Stopped at step 6 of 9 (epoch 1, batch 2 of 4), a resumed run trains on the same
+    batches, in the same order, as a run that was never stopped."""
+    seen: list[tuple[str, ...]] = []
+
+    def record(module, batch, batch_idx):
+        seen.append(tuple(batch["labels"]))
+
+    monkeypatch.setattr(RecognizerModule, "on_train_batch_start", record, raising=False)
+    base = [
+        "debug=limit",
+        *TINY,
+        *TINY_SYNTH,  # 32 lines in batches of 8: 4 batches an epoch
+        *TINY_STUDENT,
+        f"data.num_workers={workers}",
+        "trainer.limit_val_batches=0",
+        "trainer.val_check_interval=null",
+        "callbacks=default",
+        "test=false",
+    ]
+    train(compose_cfg("train", [*base, "trainer.max_steps=9"], tmp_path / "straight"))
+    straight, seen[:] = list(seen), []
+
+    stopped = tmp_path / "stopped"
+    train(compose_cfg("train", [*base, "trainer.max_steps=6"], stopped))
+    cfg = compose_cfg("train", [*base, "trainer.max_steps=9", "ckpt_path=last"], stopped)
+    train(cfg)
+    assert len(straight) == 9 and len(set(straight[:4])) == 4
+    assert seen == straight
+
+
 def test_resume_last_without_checkpoint_is_a_clear_error(tmp_path):
     cfg = compose_cfg("train", ["debug=fdr", *TINY, *TINY_SYNTH, "ckpt_path=last"], tmp_path)
     with pytest.raises(FileNotFoundError, match="last.ckpt"):

@@ -79,9 +79,14 @@ class BucketBatchSampler:
         self.lengths = np.asarray(lengths)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
         self.seed, self.bucket_batches, self.epoch = seed, bucket_batches, 0
+        self._resume: tuple[int, int] | None = None  # (epoch, batches already trained)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume_at(self, epoch: int, batch: int) -> None:
+        """The next pass over `epoch` starts at its `batch`-th batch (a resumed run)."""
+        self.epoch, self._resume = epoch, (epoch, batch)
 
     @staticmethod
     def _world() -> tuple[int, int]:
@@ -114,6 +119,9 @@ class BucketBatchSampler:
             per_rank = -(-len(batches) // world)
             # repeat a few batches so every rank steps the same number of times
             batches = [batches[i % len(batches)] for i in range(per_rank * world)][rank::world]
+        if self._resume is not None and self._resume[0] == self.epoch:
+            batches = batches[self._resume[1] :]
+        self._resume = None
         for b in batches:
             yield b.tolist()
 

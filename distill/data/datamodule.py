@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import lightning as L
 from torch.utils.data import DataLoader
@@ -22,6 +23,29 @@ def _as_list(x) -> list:
     if isinstance(x, (str, bytes)) or callable(x):
         return [x]
     return list(x)
+
+
+class ResumableLoader(DataLoader):
+    """The training loader, resumable mid-epoch.
+
+    A checkpoint records the epoch and how many of its batches were trained on; a run
+    resumed from it goes on with the next batch of the same order. A plain loader would
+    restart the epoch: its first batches seen twice, its last ones never.
+    """
+
+    def __init__(self, *args, progress: Callable[[], tuple[int, int]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.progress = progress  # -> (batches trained this epoch, batches per epoch)
+
+    def state_dict(self) -> dict:
+        done, per_epoch = self.progress()
+        return {"epoch": self.batch_sampler.epoch, "batches_done": done, "per_epoch": per_epoch}
+
+    def load_state_dict(self, state: dict) -> None:
+        epoch, done = state["epoch"], state["batches_done"]
+        if done >= state["per_epoch"]:  # saved on the epoch's last batch
+            epoch, done = epoch + 1, 0
+        self.batch_sampler.resume_at(epoch, done)
 
 
 class OCRDataModule(L.LightningDataModule):
@@ -105,20 +129,31 @@ class OCRDataModule(L.LightningDataModule):
         # two sets with the same folder name stay distinguishable
         return [n if names.count(n) == 1 else f"{n}{i}" for i, n in enumerate(names)]
 
-    def _loader(self, dataset, batch_size: int, shuffle: bool, encode: bool) -> DataLoader:
+    def _loader(
+        self, dataset, batch_size: int, shuffle: bool, encode: bool, resume: bool = False
+    ) -> DataLoader:
         lengths = dataset.label_lengths() if self.bucket else [0] * len(dataset)
-        sampler = BucketBatchSampler(lengths, batch_size, shuffle=shuffle, seed=self.seed)
-        return DataLoader(
-            dataset,
-            batch_sampler=sampler,
+        kwargs = dict(
+            batch_sampler=BucketBatchSampler(lengths, batch_size, shuffle=shuffle, seed=self.seed),
             collate_fn=Collator(self.charset, encode=encode),
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=False,
         )
+        if resume:
+            return ResumableLoader(dataset, progress=self._train_progress, **kwargs)
+        return DataLoader(dataset, **kwargs)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True, encode=True)
+        return self._loader(self.train_set, self.batch_size, shuffle=True, encode=True, resume=True)
+
+    def _train_progress(self) -> tuple[int, int]:
+        """Batches trained in the current epoch, and batches per epoch (0, 0 without a Trainer)."""
+        trainer = self.trainer
+        if trainer is None:
+            return 0, 0
+        done = trainer.fit_loop.epoch_loop.batch_progress.current.processed
+        return done, int(min(trainer.num_training_batches, 2**62))
 
     def val_dataloader(self):
         if self.val_set is None:
