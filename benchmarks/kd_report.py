@@ -39,10 +39,12 @@ GAP_TO_TEACHER = 0.02  # ... and stay at most this far below the teacher
 
 
 def train_command(run: Path) -> str:
+    """The command that trains the run from scratch; the resume of its last part
+    (``ckpt_path=last``) is left out, since it fails where no checkpoint exists yet."""
     f = run / ".hydra" / "overrides.yaml"
     if not f.is_file():
         return f"(unknown: {_rel(f)} is missing)"
-    overrides = yaml.safe_load(f.read_text()) or []
+    overrides = [o for o in yaml.safe_load(f.read_text()) or [] if o != "ckpt_path=last"]
     if not any(o.startswith("hydra.run.dir=") for o in overrides):
         overrides.append(f"hydra.run.dir={_rel(run)}")
     return "python train.py " + " ".join(overrides)

@@ -51,3 +51,17 @@ def test_markdown_has_the_mean_table_only_when_there_are_seeds():
     assert "| teacher | 2 | 60.0% | 40.0% | 50.0% | 50.0% |" in md
     single = {**report, "runs": runs[:1], "seed_means": kd_compare.seed_means(runs[:1])}
     assert "Mean over seeds" not in kd_compare.markdown(single)
+
+
+def test_train_command_leaves_out_the_resume(tmp_path):
+    import kd_report
+
+    run = tmp_path / "run"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "overrides.yaml").write_text(
+        f"- experiment=zh_v2_gain_labels\n- hydra.run.dir={run}\n- seed=12345\n- ckpt_path=last\n"
+    )
+    cmd = kd_report.train_command(run)
+    assert cmd.startswith("python train.py experiment=zh_v2_gain_labels hydra.run.dir=")
+    assert cmd.endswith(" seed=12345") and "ckpt_path" not in cmd
+    assert kd_report.train_command(tmp_path / "none").startswith("(unknown: ")
