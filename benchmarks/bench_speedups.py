@@ -274,14 +274,14 @@ def accuracy(files: dict[str, Path], labels: str) -> dict[str, dict]:
     ref = texts["onnxslim"]
     per_file = {
         k: {
-            **score(t, truth, protocol or "exact"),
+            **score(t, truth, protocol),
             "agreement": sum(a == b for a, b in zip(t, ref)) / len(ref),
             "size_mb": files[k].stat().st_size / 2**20,
         }
         for k, t in texts.items()
     }
     return {
-        "set": {"file": path, "protocol": protocol or "exact", "lines": len(truth)},
+        "set": {"file": path, "protocol": protocol, "lines": len(truth)},
         "files": per_file,
     }
 
