@@ -267,6 +267,14 @@ def teacher_requested(cfg) -> bool:
     return "ckpt" not in cfg or bool(cfg.get("ckpt"))
 
 
+def teacher_source(cfg) -> str | None:
+    """What a run learned from, for its metrics.json: the teacher's checkpoint, ONNX
+    file or label cache; None when it trained on its labels alone."""
+    if not teacher_requested(cfg):
+        return None
+    return str(cfg.get("ckpt") or cfg.get("path"))
+
+
 def resolve_preprocess(user: dict | None, teacher: Teacher | None) -> PreprocessConfig:
     """The student's preprocessing: the values the user set, the rest from the teacher
     (when it reads the student's batch) or the built-in defaults. Whether the teacher

@@ -215,6 +215,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if not trainer.fast_dev_run:
+        from distill.teachers import teacher_source
+
         summary = {
             "metrics": metrics,
             "best_val_acc": _best_score(trainer),
@@ -222,7 +224,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "steps": trainer.global_step,
             "wall_time_s": round(clock.elapsed, 1),  # every resumed part of the run
             "params": n_params,
-            "distilled_from": (cfg.get("teacher") or {}).get("ckpt"),
+            "distilled_from": teacher_source(cfg.get("teacher")),
         }
         _report(trainer, summary, cfg)
     return metrics

@@ -344,3 +344,22 @@ def test_teach_cli(tiny_teacher, tmp_path, label_dir, monkeypatch, capsys):
     assert "source not found" in capsys.readouterr().err
     img = cv2.imread(str(next((label_dir / "img").iterdir())))
     assert img is not None
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        ([], None),  # the checkpoint kind with ckpt null: no teacher
+        (["teacher.ckpt=logs/t/last.ckpt"], "logs/t/last.ckpt"),
+        (["teacher=ppocrv6"], "models/PP-OCRv6_rec_small.onnx"),
+        (["teacher=onnx", "teacher.path=rec.onnx"], "rec.onnx"),
+        (["teacher=cache", "teacher.path=data/generated/c"], "data/generated/c"),
+    ],
+)
+def test_metrics_name_the_teacher_of_every_kind(overrides, expected, tmp_path):
+    """metrics.json's distilled_from names what the run learned from, a cache or an
+    ONNX file as much as a checkpoint."""
+    from distill.teachers import teacher_source
+
+    cfg = compose_cfg("train", overrides, tmp_path)
+    assert teacher_source(cfg.get("teacher")) == expected
