@@ -269,10 +269,12 @@ def teacher_requested(cfg) -> bool:
 
 def teacher_source(cfg) -> str | None:
     """What a run learned from, for its metrics.json: the teacher's checkpoint, ONNX
-    file or label cache; None when it trained on its labels alone."""
+    file (``package:path`` when it ships inside a Python package) or label cache; None
+    when it trained on its labels alone."""
     if not teacher_requested(cfg):
         return None
-    return str(cfg.get("ckpt") or cfg.get("path"))
+    path = str(cfg.get("ckpt") or cfg.get("path"))
+    return f"{cfg['package']}:{path}" if cfg.get("package") else path
 
 
 def resolve_preprocess(user: dict | None, teacher: Teacher | None) -> PreprocessConfig:

@@ -351,7 +351,7 @@ def test_teach_cli(tiny_teacher, tmp_path, label_dir, monkeypatch, capsys):
     [
         ([], None),  # the checkpoint kind with ckpt null: no teacher
         (["teacher.ckpt=logs/t/last.ckpt"], "logs/t/last.ckpt"),
-        (["teacher=ppocrv6"], "models/PP-OCRv6_rec_small.onnx"),
+        (["teacher=ppocrv6"], "rapidocr:models/PP-OCRv6_rec_small.onnx"),
         (["teacher=onnx", "teacher.path=rec.onnx"], "rec.onnx"),
         (["teacher=cache", "teacher.path=data/generated/c"], "data/generated/c"),
     ],
