@@ -16,12 +16,14 @@ class ThroughputMonitor(L.Callback):
     """Logs ``train/images_per_s``: images per wall-clock second, data loading included.
     When stdout is not a terminal (a run under nohup, a CI log) the live progress bar
     shows nothing, so every ``print_every`` steps it also prints one line: step, speed,
-    loss and the time left."""
+    the mean loss since the previous line (one step's loss swings several-fold with the
+    lengths of its lines) and the time left."""
 
     def __init__(self, print_every: int = 200):
         self._last = None
         self.print_every = print_every
         self._mark: tuple[int, float] | None = None
+        self._losses: list[float] = []
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
         self._last = None
@@ -33,12 +35,16 @@ class ThroughputMonitor(L.Callback):
             pl_module.log("train/images_per_s", rate, on_step=True, on_epoch=False, prog_bar=True)
         self._last = now
         if self.print_every and trainer.is_global_zero and not sys.stdout.isatty():
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            if loss is not None:
+                self._losses.append(float(loss))
             self._print_line(trainer, now)
 
     def _print_line(self, trainer, now: float) -> None:
         step = trainer.global_step
         if self._mark is None:  # the first step of this (possibly resumed) run
             self._mark = (step, now)
+            self._losses.clear()
             return
         if step % self.print_every:
             return
@@ -49,9 +55,9 @@ class ThroughputMonitor(L.Callback):
         if total:
             line += f"/{total} ({step / total:.0%})"
         line += f", {per_step:.2f} s/step"
-        loss = trainer.callback_metrics.get("train/loss")
-        if loss is not None:
-            line += f", loss {float(loss):.3f}"
+        if self._losses:
+            line += f", mean loss {sum(self._losses) / len(self._losses):.3f}"
+            self._losses.clear()
         if total:
             line += f", {_duration(per_step * (total - step))} left"
         print(line, flush=True)

@@ -205,7 +205,7 @@ def test_resume_from_last_and_eval(tmp_path, label_dir, capsys):
     # no terminal here: the progress reaches the log as plain lines
     printed = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("step ")]
     assert [ln.split(",")[0] for ln in printed] == ["step 3/6 (50%)", "step 6/6 (100%)"]
-    assert " s/step, loss " in printed[0] and printed[0].endswith(" left")
+    assert " s/step, mean loss " in printed[0] and printed[0].endswith(" left")
     last = tmp_path / "checkpoints" / "last.ckpt"
     assert last.is_file()
     # the best checkpoint was tested on data.test, named after the label file's folder
@@ -411,3 +411,23 @@ def test_compare_table(tmp_path):
     assert lines[3].startswith("| b |")
     with pytest.raises(FileNotFoundError, match="did that training run finish"):
         main([str(tmp_path / "missing")])
+
+
+def test_progress_line_prints_the_mean_loss_since_the_previous_line(monkeypatch, capsys):
+    """One step's loss swings with its lines' lengths: the printed figure is the mean of
+    every step since the previous line, not the last step's."""
+    from types import SimpleNamespace
+
+    from distill.callbacks import ThroughputMonitor
+
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
+    mon = ThroughputMonitor(print_every=2)
+    trainer = SimpleNamespace(global_step=0, max_steps=4, is_global_zero=True, world_size=1)
+    module = SimpleNamespace(log=lambda *a, **k: None)
+    for step, loss in enumerate([100.0, 1.0, 3.0, 10.0, 30.0], start=0):
+        trainer.global_step = step  # the step count after this batch
+        mon.on_train_batch_end(trainer, module, {"loss": torch.tensor(loss)}, {"labels": ["a"]}, 0)
+    printed = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("step ")]
+    # step 0 only marks the start; steps 1-2 and 3-4 each make one line
+    assert [ln.split(",")[0] for ln in printed] == ["step 2/4 (50%)", "step 4/4 (100%)"]
+    assert "mean loss 2.000" in printed[0] and "mean loss 20.000" in printed[1]
