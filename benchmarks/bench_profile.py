@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -38,6 +37,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from results_io import write_results  # noqa: E402
 
+from distill import hardware  # noqa: E402
 from distill.predict import Recognizer, read_image  # noqa: E402
 from distill.preprocess import pad_batch, preprocess  # noqa: E402
 
@@ -150,7 +150,7 @@ def main() -> None:
         "",
         f"`python benchmarks/bench_profile.py {' '.join(sys.argv[1:])}`",
         "",
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, onnxruntime "
+        f"{hardware.describe()}, onnxruntime "
         f"{ort.__version__}, {args.threads} threads. Attainable: **{peak:.1f} GFLOP/s** (a "
         "1024^3 float32 MatMul). MMACs per line from the network config; GFLOP/s = 2 x MACs "
         "/ time. INT8 models can pass 100%: their integer arithmetic is faster than the "

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import socket
 import statistics
 import subprocess
@@ -37,6 +36,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from results_io import write_results  # noqa: E402
 
+from distill import hardware  # noqa: E402
 from distill.predict import collect, read_image  # noqa: E402
 
 PAGE_LINES = 8
@@ -231,7 +231,7 @@ def main() -> None:
     md = (
         f"# Serving {Path(args.model).name}\n\n"
         f"`python benchmarks/bench_serve.py {' '.join(sys.argv[1:])}`\n\n"
-        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; model threads "
+        f"{hardware.describe()}; model threads "
         f"{args.threads or 'the server default (CPUs - 1)'}; client and server on the same "
         "machine (a client's latency includes its own event loop's delays; the server column "
         "is the handler's time, body parsing included, transport excluded); each cell stops at "

@@ -20,8 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
-import platform
 import statistics
 import sys
 import tempfile
@@ -37,6 +35,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from results_io import write_results  # noqa: E402
 
+from distill import hardware  # noqa: E402
 from distill.models.backbones import ShuffleUnit  # noqa: E402
 
 LEVELS = {
@@ -293,7 +292,7 @@ def markdown(report: dict, widths: list[int]) -> str:
         "",
         f"`python benchmarks/bench_speedups.py {report['argv']}`",
         "",
-        f"{report['cpu']}, {os.cpu_count()} CPUs, onnxruntime {ort.__version__}. `session.run` "
+        f"{report['cpu']}, onnxruntime {ort.__version__}. `session.run` "
         f"only (no pre/post-processing), random input, widths {ws} px; the variants take "
         f"turns ({report['rounds']} rounds), median of {report['runs']} runs per cell at batch "
         f"1, {report['rounds'] * max(3, 10 // report['rounds'])} at batch 32.",
@@ -353,7 +352,7 @@ def main() -> None:
     report = {
         "name": args.name,
         "argv": " ".join(sys.argv[1:]),
-        "cpu": platform.processor() or platform.machine(),
+        "cpu": hardware.describe(),
         "runs": args.runs,
         "rounds": args.rounds,
         "variants": [],

@@ -15,7 +15,6 @@ and writes benchmarks/results/topk_kl.{json,md}. Run it on a quiet machine.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import sys
 import time
@@ -29,6 +28,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from results_io import write_results  # noqa: E402
 
+from distill import hardware  # noqa: E402
 from distill.losses import KLTerm  # noqa: E402
 from distill.teachers import Outputs, TopKOutputs  # noqa: E402
 
@@ -93,13 +93,18 @@ def main() -> None:
             }
         )
         print(f"C={c}: dense {dense:.3f} s, top-k {topk:.3f} s ({dense / topk:.1f}x)", flush=True)
-    report = {"argv": " ".join(sys.argv[1:]), "cpu": platform.machine(), "rows": rows, **vars(args)}
+    report = {
+        "argv": " ".join(sys.argv[1:]),
+        "cpu": hardware.describe(),
+        "rows": rows,
+        **vars(args),
+    }
     md = [
         "# Frame KL from a label cache: dense against top-k",
         "",
         f"`python benchmarks/bench_topk_kl.py {report['argv']}`",
         "",
-        f"{platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads. "
+        f"{hardware.describe()}, torch {torch.__version__}, {torch.get_num_threads()} threads. "
         f"KLTerm forward + backward (tau 1, resampled onto the student's frames) on a batch of "
         f"{args.batch} lines, {args.frames} student frames, top-{args.topk} teacher frames; "
         f"median of {args.rounds} runs each, the two paths taking turns. The dense path "

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -25,7 +24,9 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from distill import hardware  # noqa: E402
 from distill.charset import Charset  # noqa: E402
+from distill.config import CONF_DIR  # noqa: E402
 from distill.data.augment import Augmenter  # noqa: E402
 from distill.data.synth import SynthDataset  # noqa: E402
 from distill.losses import ctc_loss  # noqa: E402
@@ -93,20 +94,10 @@ def bench_synth(n: int, augment: bool) -> dict:
 
 
 def synth_augment() -> dict:
-    """The augmentation probabilities of conf/data/synth.yaml (what training uses)."""
+    """The augmentation probabilities of distill/conf/data/synth.yaml (what training uses)."""
     import yaml
 
-    return yaml.safe_load((ROOT / "conf" / "data" / "synth.yaml").read_text())["augment"]
-
-
-def cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return yaml.safe_load((CONF_DIR / "data" / "synth.yaml").read_text())["augment"]
 
 
 def main() -> None:
@@ -125,7 +116,7 @@ def main() -> None:
             "timed_steps": args.steps,
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
-            "cpu": cpu_name(),
+            "cpu": hardware.describe(),
             "cores": os.cpu_count(),
             "native_bf16": native_bf16("cpu"),
             "precision_auto": resolve_precision("auto", "cpu"),

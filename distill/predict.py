@@ -67,6 +67,21 @@ def plan_batches(widths, max_batch: int, max_padding: float = 0.25) -> list[tupl
     return out
 
 
+def _warn_if_int8_saturates(path: Path, meta: dict[str, str]) -> None:
+    """Static INT8 made on a CPU with VNNI uses 8-bit weights, whose products saturate
+    on an x86 CPU without it: the readings are then wrong, not merely less exact."""
+    from distill.hardware import has_vnni
+
+    static = meta.get("quantization", "").startswith("static")
+    if static and meta.get("int8_reduce_range") != "true" and not has_vnni():
+        print(
+            f"warning: {path} is static INT8 with 8-bit weights, which saturate on this "
+            "CPU (no VNNI): its readings may be wrong. Re-export it here "
+            "(export.py quantize=static) or use the FP32 or dynamic INT8 model.",
+            file=sys.stderr,
+        )
+
+
 class Recognizer:
     """Reads text lines with an exported model: ``Recognizer("m.onnx").recognize(images)``.
 
@@ -123,6 +138,7 @@ class Recognizer:
         self.takes_widths = "widths" in {i.name for i in self.session.get_inputs()}
         self.name = meta.get("model_name", self.path.stem)
         self.metadata = dict(meta)
+        _warn_if_int8_saturates(self.path, self.metadata)
         self.batch_size = batch_size
         self.max_padding = max_padding
 

@@ -165,11 +165,9 @@ def native_bf16(accelerator: str) -> bool:
 
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return any(f in flags.split() for f in ("avx512_bf16", "amx_bf16"))
+    from distill.hardware import has_native_bf16
+
+    return has_native_bf16()
 
 
 def resolve_precision(precision, accelerator: str = "cpu"):

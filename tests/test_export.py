@@ -11,6 +11,7 @@ import torch
 
 import distill.predict as predict
 from distill.export import check_parity, export_onnx, quantize_dynamic, quantize_static, run_export
+from distill.hardware import has_vnni
 from distill.module import RecognizerModule, load_recognizer
 from distill.onnx_masks import without_frame_masks
 from distill.predict import Recognizer
@@ -202,7 +203,11 @@ def test_int8_readings_agree_with_fp32(memorized_student, tmp_path):
     calib_lines = [preprocess(other.render(i), module.preprocess_cfg) for i in range(16)]
     calib = [pad_batch(calib_lines[i : i + 8]) for i in (0, 8)]
     dyn = quantize_dynamic(path, tmp_path / "dyn.onnx")
+    # chosen by this CPU, and the 7-bit weights a CPU without VNNI chooses (safe on all)
     sta = quantize_static(path, tmp_path / "sta.onnx", calib, keep_float=["head"])
+    sta7 = quantize_static(path, tmp_path / "sta7.onnx", calib, ["head"], reduce_range=True)
+    assert Recognizer(sta).metadata["int8_reduce_range"] == str(not has_vnni()).lower()
+    assert Recognizer(sta7).metadata["int8_reduce_range"] == "true"
     ops = lambda p: {n.op_type for n in onnx.load(str(p)).graph.node}  # noqa: E731
     assert "DynamicQuantizeLSTM" in ops(dyn)
     assert "QuantizeLinear" in ops(sta) and "DynamicQuantizeLSTM" in ops(sta)
@@ -213,7 +218,7 @@ def test_int8_readings_agree_with_fp32(memorized_student, tmp_path):
         texts = [r.text for r in Recognizer(model_path).recognize_arrays(lines)]
         return sum(a == b for a, b in zip(fp32, texts)) / n
 
-    for q in (dyn, sta):
+    for q in (dyn, sta, sta7):
         assert Recognizer(q).metadata["quantization"].startswith(("dynamic", "static"))
         # the mask names survive quantization: INT8 gets the lean batch-1 graph too
         assert without_frame_masks(onnx.load(str(q)), 4) is not None, q.name
@@ -226,6 +231,26 @@ def test_int8_readings_agree_with_fp32(memorized_student, tmp_path):
             init.CopyFrom(onnx.numpy_helper.from_array(zero, init.name))
     onnx.save(broken, str(tmp_path / "broken.onnx"))
     assert agreement(tmp_path / "broken.onnx") < 0.5
+
+
+def test_predictor_warns_of_int8_that_saturates_on_this_cpu(
+    student_onnx, tmp_path, monkeypatch, capsys
+):
+    """8-bit static INT8 weights on a CPU without VNNI: the user is told, not misread."""
+    import distill.hardware as hardware
+
+    model = onnx.load(str(student_onnx[0]))
+    for reduce_range, warned in (("false", True), ("true", False)):
+        props = {"quantization": "static QDQ int8 convs", "int8_reduce_range": reduce_range}
+        for key, value in props.items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.save(model, str(tmp_path / f"q_{reduce_range}.onnx"))
+        del model.metadata_props[-2:]
+        for vnni in (True, False):
+            monkeypatch.setattr(hardware, "has_vnni", lambda v=vnni: v)
+            Recognizer(tmp_path / f"q_{reduce_range}.onnx")
+            err = capsys.readouterr().err
+            assert ("saturate" in err) == (warned and not vnni), (reduce_range, vnni, err)
 
 
 # ------------------------------------------------------------------ predictor CLI

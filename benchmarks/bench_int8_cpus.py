@@ -1,0 +1,140 @@
+"""Static INT8 on CPUs with and without VNNI: does it read what FP32 reads?
+
+    python benchmarks/bench_int8_cpus.py MODEL.onnx LABELFILE[:PROTOCOL] [--limit 120]
+        [--calibration 32] [--emulate Haswell-v4] --name NAME
+
+From one FP32 model it writes dynamic INT8 and static INT8 with 8-bit and with 7-bit
+(``reduce_range``) weights, calibrated on the first ``--calibration`` lines, then reads
+the rest with each model on this CPU and, with ``--emulate``, on an emulated x86 CPU
+without AVX-512 or VNNI (``qemu-x86_64 -cpu MODEL``, Debian's qemu-user; onnxruntime picks
+its kernels by the CPUID the emulator reports, so it takes the AVX2 u8s8 path whose
+16-bit sums saturate). Reports, per model and CPU, the share of lines read as FP32 reads
+them on that CPU, and the accuracy. Emulation is slow (~0.1 s a line): keep --limit small.
+Writes benchmarks/results/int8_cpus_NAME.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from labelsets import load_labelled  # noqa: E402
+from results_io import write_results  # noqa: E402
+
+from distill import hardware  # noqa: E402
+from distill.metrics import score, split_protocol  # noqa: E402
+from distill.predict import Recognizer  # noqa: E402
+from distill.preprocess import pad_batch, preprocess  # noqa: E402
+
+VARIANTS = ("fp32", "dynamic", "static 8-bit weights", "static 7-bit weights")
+
+
+def read_all(models: dict[str, str], labels_spec: str, limit: int, skip: int) -> dict:
+    """{variant: readings} of the lines after the calibration ones, on this CPU."""
+    path, _ = split_protocol(labels_spec)
+    _, images, _ = load_labelled(path, limit)
+    return {
+        name: [r.text for r in Recognizer(m, threads=1).recognize(images[skip:])]
+        for name, m in models.items()
+    }
+
+
+def make_models(fp32: str, labels_spec: str, limit: int, n_calib: int, out: Path) -> dict:
+    from distill.export import quantize_dynamic, quantize_static
+
+    path, _ = split_protocol(labels_spec)
+    _, images, _ = load_labelled(path, limit)
+    cfg = Recognizer(fp32).preprocess_cfg
+    lines = [preprocess(img, cfg) for img in images[:n_calib]]
+    calib = [pad_batch(lines[i : i + 16]) for i in range(0, len(lines), 16)]
+    return {
+        "fp32": fp32,
+        "dynamic": str(quantize_dynamic(fp32, out / "dynamic.onnx")),
+        "static 8-bit weights": str(
+            quantize_static(fp32, out / "static8.onnx", calib, reduce_range=False)
+        ),
+        "static 7-bit weights": str(
+            quantize_static(fp32, out / "static7.onnx", calib, reduce_range=True)
+        ),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("model")
+    ap.add_argument("labels", help="LABELFILE[:PROTOCOL]")
+    ap.add_argument("--limit", type=int, default=120, help="lines read (calibration included)")
+    ap.add_argument("--calibration", type=int, default=32)
+    ap.add_argument("--emulate", default="Haswell-v4", help="qemu CPU model ('' for none)")
+    ap.add_argument("--name", default=None)
+    ap.add_argument("--read", default=None, help=argparse.SUPPRESS)  # JSON of models: read only
+    args = ap.parse_args()
+    if args.read:  # the emulated child: read and print
+        models = json.loads(args.read)
+        print(json.dumps(read_all(models, args.labels, args.limit, args.calibration)))
+        return
+
+    path, protocol = split_protocol(args.labels)
+    _, _, labels = load_labelled(path, args.limit)
+    labels = labels[args.calibration :]
+    tmp = Path(tempfile.mkdtemp())
+    models = make_models(args.model, args.labels, args.limit, args.calibration, tmp)
+    cpus = {
+        f"this CPU ({hardware.describe()})": read_all(
+            models, args.labels, args.limit, args.calibration
+        )
+    }
+    qemu = shutil.which("qemu-x86_64")
+    if args.emulate and qemu:
+        cmd = [qemu, "-cpu", args.emulate, sys.executable, __file__, args.model, args.labels]
+        cmd += ["--limit", str(args.limit), "--calibration", str(args.calibration)]
+        res = subprocess.run(
+            [*cmd, "--read", json.dumps(models)], capture_output=True, text=True, check=True
+        )
+        cpus[f"emulated {args.emulate} (AVX2, no AVX-512, no VNNI)"] = json.loads(
+            res.stdout.strip().splitlines()[-1]
+        )
+    elif args.emulate:
+        print("qemu-x86_64 not found (apt-get install qemu-user): this CPU only", file=sys.stderr)
+
+    rows = []
+    for cpu, readings in cpus.items():
+        for variant in VARIANTS:
+            texts = readings[variant]
+            same = sum(a == b for a, b in zip(texts, readings["fp32"])) / len(texts)
+            acc = score(texts, labels, protocol)["acc"]
+            rows.append({"cpu": cpu, "model": variant, "agreement_with_fp32": same, "acc": acc})
+    name = args.name or Path(args.model).stem
+    md = [
+        f"# int8_cpus_{name}",
+        "",
+        f"`{args.model}` on {len(labels)} lines of `{path}` ({protocol}), after "
+        f"{args.calibration} calibration lines; agreement: the share of lines read as FP32 "
+        "reads them on the same CPU.",
+        "",
+        "| CPU | model | agreement with FP32 | accuracy |",
+        "|---|---|---|---|",
+        *(
+            f"| {r['cpu']} | {r['model']} | {100 * r['agreement_with_fp32']:.1f}% | "
+            f"{100 * r['acc']:.1f}% |"
+            for r in rows
+        ),
+        "",
+        "Command: `python benchmarks/bench_int8_cpus.py " + " ".join(sys.argv[1:]) + "`",
+    ]
+    report = {"model": args.model, "labels": args.labels, "rows": rows, "argv": sys.argv[1:]}
+    write_results(f"int8_cpus_{name}", report, "\n".join(md) + "\n")
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
