@@ -1,4 +1,5 @@
-# make demo  - set up .venv and run the main job (short CPU training on synthetic English)
+# make demo  - set up .venv and run the main job (python -m distill.demo: PP-OCRv6 distilled into
+#              a small student beside the same student on labels alone, ~15 min)
 # make test  - set up .venv with dev extras, lint, and run the test suite
 PYTHON ?= python3
 VENV := .venv
@@ -7,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain gain-run prune-en prune-finetune clean
+.PHONY: demo demo-init test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain gain-run prune-en prune-finetune clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -15,34 +16,19 @@ $(PY):
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet --upgrade pip
 	$(PIP) install --quiet $(TORCH)
-	$(PIP) install --quiet -e ".[train,dev,serve,page]"
+	$(PIP) install --quiet -e ".[train,dev,serve,page,teachers]"
 	touch $(STAMP)
 
-# the main job: a short teacher run, a student distilled from it, the same student
-# trained alone (the baseline), then the three side by side
-DEMO_STAMP := $(shell date +%Y-%m-%d_%H-%M-%S)
-DEMO_DIR ?= logs/demo/$(DEMO_STAMP)
+# the main job (python -m distill.demo): a student distilled from PP-OCRv6 beside the
+# same student on labels alone, in a time budget (DEMO_MINUTES), then export and predict
+DEMO_MINUTES ?= 15
 demo: $(STAMP)
-	$(PY) train.py experiment=demo_teacher hydra.run.dir=$(DEMO_DIR)/teacher
-	$(PY) train.py experiment=demo hydra.run.dir=$(DEMO_DIR)/student_kd \
-		teacher.ckpt=$(DEMO_DIR)/teacher/checkpoints/last.ckpt
-	$(PY) train.py experiment=demo hydra.run.dir=$(DEMO_DIR)/student_baseline
-	@echo; echo "Teacher, distilled student and baseline student (synthetic validation set):"
-	@$(PY) -m distill.compare teacher=$(DEMO_DIR)/teacher \
-		student_kd=$(DEMO_DIR)/student_kd student_baseline=$(DEMO_DIR)/student_baseline
-	@echo; echo "Exporting the distilled student to ONNX (FP32 + INT8) ..."
-	$(PY) export.py ckpt=$(DEMO_DIR)/student_kd/checkpoints/last.ckpt \
-		out=$(DEMO_DIR)/student_kd.onnx quantize=dynamic
-	@echo; echo "Recognizing sample images with the torch-free predictor (path, text, confidence):"
-	$(PY) -m distill.predict $(DEMO_DIR)/student_kd.onnx data/samples/img/00[0-7].png
-	@echo "FP32 on data/samples/gt.txt:"
-	@$(PY) -m distill.predict $(DEMO_DIR)/student_kd.onnx data/samples/gt.txt --quiet
-	@echo "INT8 on data/samples/gt.txt:"
-	@$(PY) -m distill.predict $(DEMO_DIR)/student_kd_int8.onnx data/samples/gt.txt --quiet
-	@echo; echo "The shipped reference model (models/en_student.onnx, see models/README.md) on the same lines:"
-	$(PY) -m distill.predict models/en_student.onnx data/samples/img/00[0-7].png
-	@$(PY) -m distill.predict models/en_student.onnx data/samples/gt.txt --quiet
-	@echo; echo "TensorBoard: make tensorboard  (logs under $(DEMO_DIR))"
+	$(PY) -m distill.demo --minutes $(DEMO_MINUTES)
+
+# the demo's starting point, models/demo_student_init.ckpt (~20 min on 2 cores; resumes)
+demo-init: $(STAMP)
+	$(call resumable_run,logs/demo_init,demo_init)
+	$(PY) -m distill.checkpoint logs/demo_init/checkpoints/last.ckpt models/demo_student_init.ckpt
 
 # the English reference model (README "Reproduce"): teacher (~1 h on 2 cores), distilled
 # and baseline students (~30 and ~15 min), the result table, the shipped ONNX student and
@@ -298,7 +284,7 @@ data-compare: $(STAMP)
 		--devset $(HELDOUT_DOC_EN)/labels.tsv:exact
 
 test: $(STAMP) lint
-	$(PY) -m pytest -q --nbmake tests notebooks
+	$(PY) -m pytest -q --durations=15 --nbmake tests notebooks
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

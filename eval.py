@@ -9,16 +9,7 @@ from pathlib import Path
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from distill.training import evaluate  # noqa: E402
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="eval")
-def main(cfg: DictConfig) -> None:
-    evaluate(cfg)
-
+from distill.entry import evaluate  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    evaluate()

@@ -14,16 +14,7 @@ from pathlib import Path
 
 os.environ.setdefault("PROJECT_ROOT", str(Path(__file__).resolve().parent))
 
-import hydra  # noqa: E402
-from omegaconf import DictConfig  # noqa: E402
-
-from distill.pruning.run import run_prune  # noqa: E402
-
-
-@hydra.main(version_base="1.3", config_path="conf", config_name="prune")
-def main(cfg: DictConfig) -> None:
-    run_prune(cfg)
-
+from distill.entry import prune  # noqa: E402
 
 if __name__ == "__main__":
-    main()
+    prune()

@@ -29,16 +29,13 @@ from results_io import write_results  # noqa: E402
 
 
 def run(overrides: list[str], out: Path) -> dict:
-    from hydra import compose, initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.hydra_config import HydraConfig
     from omegaconf import open_dict
 
+    from distill.config import compose
     from distill.training import train
 
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose("train", overrides=overrides, return_hydra_config=True)
+    cfg = compose("train", overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.paths.output_dir = str(out)
         cfg.hydra.runtime.output_dir = str(out)

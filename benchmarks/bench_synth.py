@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks.results_io import write_results  # noqa: E402
 
-STUDENT = dict(  # the student of conf/experiment/ppocrv6_en.yaml
+STUDENT = dict(  # the student of distill/conf/experiment/ppocrv6_en.yaml
     backbone="shufflenet_v2", hidden=128, layers=1,
     backbone_args={"width": 1.0, "conv5_channels": 512},
 )  # fmt: skip

@@ -30,6 +30,7 @@ from omegaconf import OmegaConf  # noqa: E402
 from results_io import write_results  # noqa: E402
 
 from distill.charset import Charset  # noqa: E402
+from distill.config import CONF_DIR  # noqa: E402
 from distill.labelfile import read_label_file  # noqa: E402
 from distill.metrics import score, split_protocol  # noqa: E402
 from distill.onnx_teacher import OnnxTeacher  # noqa: E402
@@ -46,21 +47,21 @@ VARIANTS = [  # (channel order, min width, stretch, frames read past the ink, vi
 
 
 def augmented(images: list) -> list:
-    """The images as a student sees them in training (conf/data/synth.yaml's
+    """The images as a student sees them in training (distill/conf/data/synth.yaml's
     augmentation, every transform drawn with its training probability; seeded)."""
     import numpy as np
     import yaml
 
     from distill.data.augment import Augmenter
 
-    probs = yaml.safe_load((ROOT / "conf" / "data" / "synth.yaml").read_text())["augment"]
+    probs = yaml.safe_load((CONF_DIR / "data" / "synth.yaml").read_text())["augment"]
     aug = Augmenter(**probs)
     np.random.seed(0)
     return [aug(img) for img in images]
 
 
 def teacher_config(name: str) -> dict:
-    cfg = OmegaConf.load(ROOT / "conf" / "teacher" / f"{name}.yaml")
+    cfg = OmegaConf.load(CONF_DIR / "teacher" / f"{name}.yaml")
     t = OmegaConf.to_container(cfg.teacher)
     t.pop("_target_")
     return t
@@ -93,7 +94,7 @@ def speed(teacher_cfg: dict, images, batch: int, threads: int) -> float:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--teacher", default="ppocrv6", help="a config in conf/teacher/")
+    ap.add_argument("--teacher", default="ppocrv6", help="a config in distill/conf/teacher/")
     ap.add_argument(
         "--devset", action="append", required=True, help="LABELFILE[:PROTOCOL], exact if none"
     )

@@ -6,8 +6,9 @@
 
 A teacher costs several milliseconds per line on a CPU, about a student's training
 step; read once, its outputs serve every epoch. ``--source`` is a label file, an LMDB,
-a folder of unlabeled images, or ``synth:N[:LANG[:PROFILE]]`` rendered lines (PROFILE:
-clean, document, scene, or ``mix``, the default mix of ``data=synth``). The output is an
+a folder of unlabeled images, or ``synth:N[:LANG[:PROFILE[:MAX_CHARS]]]`` rendered lines
+(PROFILE: clean, document, scene, or ``mix``, the default mix of ``data=synth``;
+MAX_CHARS: the clean profile's longest line, 24). The output is an
 LMDB in the DTRB layout (``image-%09d``; ``label-%09d``: the ground truth, or the
 teacher's reading for an unlabeled image) plus, per sample, the teacher's reading, its
 confidence and its top-k class probabilities per valid frame in float16, mapped onto
@@ -40,7 +41,6 @@ import numpy as np
 from distill.charset import Charset
 from distill.preprocess import ImageError, decode_image
 
-ROOT = Path(__file__).resolve().parent.parent
 MAP_SIZE = 1 << 40  # LMDB reserves address space only; the file grows with the data
 
 
@@ -51,7 +51,7 @@ class Item:
     label: str | None
 
 
-SYNTH_MIX = {"document": 0.5, "scene": 0.3, "clean": 0.2}  # conf/data/synth.yaml's mix
+SYNTH_MIX = {"document": 0.5, "scene": 0.3, "clean": 0.2}  # distill/conf/data/synth.yaml's mix
 
 
 def source_items(spec: str, charset: Charset, seed: int = 0) -> list[Item]:
@@ -64,7 +64,7 @@ def source_items(spec: str, charset: Charset, seed: int = 0) -> list[Item]:
         from distill.preprocess import PreprocessConfig
 
         _, n, *rest = spec.split(":")
-        lang, profile = (rest + ["en", "clean"][len(rest) :])[:2]
+        lang, profile, max_chars = (rest + ["en", "clean", "24"][len(rest) :])[:3]
         ds = SynthDataset(
             charset,
             PreprocessConfig(),
@@ -73,6 +73,7 @@ def source_items(spec: str, charset: Charset, seed: int = 0) -> list[Item]:
             seed=seed,
             deterministic=True,
             profiles=SYNTH_MIX if profile == "mix" else profile,
+            max_chars=int(max_chars),
         )
 
         def render(i: int) -> bytes:
@@ -220,25 +221,43 @@ def teach(
     return {"items": len(items), "written": written, "bad": bad}
 
 
-def build_teacher(name: str, charset: Charset, height: int, **over):
-    """The teacher of conf/teacher/NAME.yaml (with overrides) bound to the student's
-    charset. (A checkpoint teacher reads the student's own augmented batch: distill from
-    it online; the cache is for teachers that read images their own way.)"""
+def image_teacher(name: str, charset: Charset, height: int, overrides: list[str] = ()):
+    """The teacher of ``teacher=NAME`` (a config in distill/conf/teacher/), composed by
+    Hydra as ``train.py teacher=NAME`` would (its defaults included), with ``KEY=VALUE``
+    overrides of its settings, bound to the student's charset. (A checkpoint teacher
+    reads the student's own augmented batch: distill from it online; the cache is for
+    teachers that read images their own way.)"""
+    from hydra.errors import HydraException
+    from hydra.utils import get_class
     from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
 
+    from distill.config import compose, config_names
     from distill.teachers import build_teacher as instantiate
 
-    path = ROOT / "conf" / "teacher" / f"{name}.yaml"
-    if not path.is_file():
-        raise FileNotFoundError(f"no teacher config {path}")
-    cfg = OmegaConf.to_container(OmegaConf.load(ROOT / "conf" / "teacher" / f"{name}.yaml"))
-    spec = cfg.get("teacher", cfg)  # global-package teacher configs nest it under 'teacher'
-    teacher = instantiate({**spec, **over})
-    if not hasattr(teacher, "read"):
+    if name not in config_names("teacher"):
+        raise ValueError(f"no teacher config {name!r}; choose from {config_names('teacher')}")
+    for kv in overrides:
+        if "=" not in kv:
+            raise ValueError(f"--set {kv!r}: expected KEY=VALUE, e.g. --set path=rec.onnx")
+    try:
+        cfg = compose("train", [f"teacher={name}", *(f"++teacher.{kv}" for kv in overrides)])
+        spec = OmegaConf.to_container(cfg.teacher, resolve=True)
+    except (HydraException, OmegaConfBaseException) as e:
+        raise ValueError(f"teacher={name} {' '.join(overrides)}: {e}") from None
+    missing = [k for k, v in spec.items() if v == "???"]
+    if missing:
         raise ValueError(
-            f"teacher {name!r} does not read raw images; the cache is for teachers that do "
-            "(teacher=ppocrv6, teacher=onnx)"
+            f"teacher={name} needs {', '.join(missing)}: give "
+            + " ".join(f"--set {k}=..." for k in missing)
         )
+    if not hasattr(get_class(spec["_target_"]), "read"):
+        readers = [n for n in config_names("teacher") if n not in ("checkpoint", "cache")]
+        raise ValueError(
+            f"teacher={name} does not read raw images; the cache is for teachers that do "
+            f"({', '.join(readers)})"
+        )
+    teacher = instantiate(spec)
     teacher.bind(charset, height)
     return teacher
 
@@ -249,13 +268,16 @@ def main(argv=None) -> int:
         description=__doc__,
         formatter_class=argparse.RawTextHelpFormatter,
     )
-    ap.add_argument("--teacher", default="ppocrv6", help="a config in conf/teacher/")
+    ap.add_argument(
+        "--teacher", default="ppocrv6", help="a teacher config: ppocrv6, onnx (with --set path=)"
+    )
     ap.add_argument(
         "--set",
         action="append",
         default=[],
         metavar="KEY=VALUE",
-        help="override a teacher setting, e.g. --set stretch=1.3333",
+        help="a teacher setting, as train.py's teacher.KEY=VALUE: --set path=rec.onnx, "
+        "--set stretch=1.3333",
     )
     ap.add_argument("--charset", default="ascii", help="the student's charset")
     ap.add_argument("--height", type=int, default=32, help="the student's input height")
@@ -263,8 +285,8 @@ def main(argv=None) -> int:
         "--source",
         action="append",
         required=True,
-        help="label file, LMDB, folder of images, or synth:N[:LANG[:PROFILE]] with PROFILE "
-        "clean (default), document, scene or mix (repeatable)",
+        help="label file, LMDB, folder of images, or synth:N[:LANG[:PROFILE[:MAX_CHARS]]] "
+        "with PROFILE clean (default), document, scene or mix (repeatable)",
     )
     ap.add_argument("--out", required=True, type=Path, help="the LMDB folder to write (or resume)")
     ap.add_argument("--shard", default="0/1", help="I/N: this process takes items I, I+N, ...")
@@ -279,15 +301,8 @@ def main(argv=None) -> int:
     except (ValueError, AssertionError):
         ap.error(f"--shard must be I/N with 0 <= I < N, got {args.shard!r}")
     charset = Charset.resolve(args.charset)
-    over = {}
-    for kv in args.set:
-        k, _, v = kv.partition("=")
-        try:
-            over[k] = json.loads(v)
-        except json.JSONDecodeError:
-            over[k] = v
     try:
-        teacher = build_teacher(args.teacher, charset, args.height, **over)
+        teacher = image_teacher(args.teacher, charset, args.height, args.set)
         items = [it for s in args.source for it in source_items(s, charset, args.seed)]
     except (FileNotFoundError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

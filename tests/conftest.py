@@ -4,10 +4,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, open_dict
+
+from distill.config import compose
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
@@ -32,9 +32,7 @@ TINY_STUDENT = [
 
 def compose_cfg(name: str, overrides: list[str], out_dir: Path) -> DictConfig:
     """Compose a real config from conf/ the way the entry points do."""
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(version_base="1.3", config_dir=str(ROOT / "conf")):
-        cfg = compose(name, overrides=overrides, return_hydra_config=True)
+    cfg = compose(name, overrides, return_hydra_config=True)
     with open_dict(cfg):
         cfg.paths.output_dir = str(out_dir)
         cfg.paths.log_dir = str(out_dir)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from distill.charset import Charset
+from distill.config import CONF_DIR
 from distill.data.augment import TRANSFORMS, Augmenter
 from distill.data.collate import BucketBatchSampler, Collator
 from distill.data.datasets import (
@@ -84,9 +85,7 @@ def synth_augmenter() -> Augmenter:
     """The augmentation training on synthetic lines uses (conf/data/synth.yaml)."""
     import yaml
 
-    from .conftest import ROOT
-
-    return Augmenter(**yaml.safe_load((ROOT / "conf/data/synth.yaml").read_text())["augment"])
+    return Augmenter(**yaml.safe_load((CONF_DIR / "data/synth.yaml").read_text())["augment"])
 
 
 def test_augmenter_shapes_and_config():

@@ -3,7 +3,6 @@ rate; the vocabulary map; pseudo-label targets; the teacher-label cache."""
 
 from pathlib import Path
 
-import cv2
 import lmdb
 import numpy as np
 import onnx
@@ -325,25 +324,27 @@ def test_training_from_the_cache_of_unlabeled_images(tiny_teacher, tmp_path, lab
     assert np.isfinite(metrics["train/loss"])
 
 
-def test_teach_cli(tiny_teacher, tmp_path, label_dir, monkeypatch, capsys):
-    """The command: a teacher config, a source, shards, and clear errors."""
+def test_teach_cli(tiny_teacher, tmp_path, label_dir, capsys):
+    """The command: a teacher config composed as train.py composes it (teacher=onnx takes
+    its defaults from ppocrv6), --set overrides, a source, shards, and clear errors."""
     import distill.teach as cli
 
-    conf = tmp_path / "conf" / "teacher"
-    conf.mkdir(parents=True)
-    (conf / "tiny.yaml").write_text(
-        "teacher:\n  _target_: distill.onnx_teacher.OnnxTeacher\n"
-        f"  path: {tiny_teacher}\n  min_width: 48\n"
-    )
-    monkeypatch.setattr(cli, "ROOT", tmp_path)
-    args = ["--teacher", "tiny", "--charset", "digits", "--source", str(label_dir / "gt.txt")]
+    teacher = ["--teacher", "onnx", "--set", f"path={tiny_teacher}", "--set", "min_width=48"]
+    args = [*teacher, "--charset", "digits", "--source", str(label_dir / "gt.txt")]
     assert cli.main([*args, "--out", str(tmp_path / "c"), "--shard", "1/2"]) == 0
     assert "3 samples written" in capsys.readouterr().out
     assert (tmp_path / "c" / "shard-001-of-002" / "data.mdb").is_file()
-    assert cli.main([*args[:4], "--source", str(tmp_path / "none"), "--out", "x"]) == 2
-    assert "source not found" in capsys.readouterr().err
-    img = cv2.imread(str(next((label_dir / "img").iterdir())))
-    assert img is not None
+    bad = [
+        (["--source", str(tmp_path / "none")], "source not found"),
+        (["--teacher", "onnx"], "needs path: give --set path=..."),
+        (["--teacher", "nosuch"], "no teacher config 'nosuch'"),
+        (["--teacher", "cache", "--set", "path=x"], "does not read raw images"),
+        ([*teacher, "--set", "path"], "expected KEY=VALUE"),
+    ]
+    for extra, message in bad:
+        argv = ["--charset", "digits", "--source", str(label_dir / "gt.txt"), "--out", "x"]
+        assert cli.main([*argv, *extra]) == 2, extra
+        assert message in capsys.readouterr().err, extra
 
 
 @pytest.mark.parametrize(

@@ -11,12 +11,13 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from distill.config import CONF_DIR
 from distill.module import RecognizerModule
 from distill.training import build_module, evaluate, make_trainer, train
 
 from .conftest import ROOT, TINY, TINY_STUDENT, TINY_SYNTH, compose_cfg
 
-CONF = ROOT / "conf"
+CONF = CONF_DIR
 
 
 def group_options(group: str) -> list[str]:
@@ -89,8 +90,32 @@ def _cache(path: Path, charset: str = "ascii") -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def stand_in_teacher(tmp_path_factory):
+    """The overrides of a tiny stand-in for a teacher kind (the teachers the experiments
+    name do not exist in a test), each made once for all the experiments."""
+    from .test_teachers import TEACHER_CHARS, export_tiny
+
+    root = tmp_path_factory.mktemp("teachers")
+    made: dict[tuple, list[str]] = {}
+
+    def overrides(kind: str, charset: str) -> list[str]:
+        key = (kind, charset if kind == "CachedTeacher" else None)
+        if key not in made:
+            if kind == "CheckpointTeacher":
+                made[key] = [f"teacher.ckpt={_ascii_teacher(root / 't.ckpt')}"]
+            elif kind == "CachedTeacher":
+                made[key] = [f"teacher.path={_cache(root / f'cache_{charset}', charset)}"]
+            else:
+                path = export_tiny(root / "tiny_rec.onnx", len(TEACHER_CHARS) + 2)
+                made[key] = [f"teacher.path={path}", "teacher.package=null", "teacher.min_width=48"]
+        return made[key]
+
+    return overrides
+
+
 @pytest.mark.parametrize("experiment", group_options("experiment"))
-def test_every_experiment_builds_the_module_it_trains(experiment, tmp_path):
+def test_every_experiment_builds_the_module_it_trains(experiment, tmp_path, stand_in_teacher):
     """An experiment composes into the very module train() fits: a distillation
     experiment into a DistillationModule with its teacher, the others into the model
     they name, with the experiment's network, preprocessing and data."""
@@ -110,27 +135,18 @@ def test_every_experiment_builds_the_module_it_trains(experiment, tmp_path):
         base.append(f"init_ckpt={init}")
         cfg = compose_cfg("train", base, tmp_path)
     kind = cfg.teacher._target_.rsplit(".", 1)[-1]
-
-    def tiny_onnx():
-        from .test_teachers import TEACHER_CHARS, export_tiny
-
-        path = export_tiny(tmp_path / "tiny_rec.onnx", len(TEACHER_CHARS) + 2)
-        return [f"teacher.path={path}", "teacher.package=null", "teacher.min_width=48"]
-
-    stand_ins = {  # the teachers these experiments name do not exist in a test
-        "CheckpointTeacher": lambda: [f"teacher.ckpt={_ascii_teacher(tmp_path / 't.ckpt')}"],
-        "CachedTeacher": lambda: [f"teacher.path={_cache(tmp_path / 'cache', cfg.charset)}"],
-        "OnnxTeacher": tiny_onnx,
-    }
     runs = []
     if not teacher_requested(cfg.teacher):
         runs.append((cfg, False))
     elif kind != "OnnxTeacher":  # (whether the ONNX one is installed depends on the machine)
         with pytest.raises(FileNotFoundError, match=r"not found"):  # names the missing file
             build_module(cfg)
-    if teacher_requested(cfg.teacher) or experiment == "demo":  # make demo distills it too
-        over = stand_ins[kind]()
+    if teacher_requested(cfg.teacher):
+        over = stand_in_teacher(kind, cfg.charset)
         runs.append((compose_cfg("train", [*base, *over], tmp_path), True))
+    elif experiment == "demo":  # the demo distills it from its label cache too
+        over = stand_in_teacher("CachedTeacher", cfg.charset)
+        runs.append((compose_cfg("train", [*base, "teacher=cache", *over], tmp_path), True))
     for run_cfg, distilled in runs:
         module = build_module(run_cfg)
         assert isinstance(module, DistillationModule) == distilled

@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 # the transforms, in the order they are applied; their probabilities live in the data
-# configs (conf/data/*.yaml, ``augment:``), the one place that sets them
+# configs (distill/conf/data/*.yaml, ``augment:``), the one place that sets them
 TRANSFORMS = (
     "gaussian_blur",
     "motion_blur",

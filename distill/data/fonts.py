@@ -41,7 +41,8 @@ DEFAULT_FONT_EXCLUDE = (
     r"D050000L",  # URW dingbats
 )
 # Families kept out of training so a test set can measure fonts a model never saw
-# (conf/data/synth.yaml ``heldout_fonts``; python -m distill.data.render_set --fonts heldout)
+# (distill/conf/data/synth.yaml ``heldout_fonts``;
+# python -m distill.data.render_set --fonts heldout)
 HELDOUT_FONTS = (
     r"^Carlito\b",
     r"^Caladea\b",

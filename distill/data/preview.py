@@ -18,7 +18,7 @@ from distill.data.augment import Augmenter
 from distill.data.synth import PROFILES, SynthDataset
 from distill.preprocess import PreprocessConfig, preprocess
 
-# the training augmentations of conf/data/synth.yaml
+# the training augmentations of distill/conf/data/synth.yaml
 SYNTH_AUGMENT = dict(
     gaussian_blur=0.15, motion_blur=0.1, salt_pepper=0.1, perspective=0.2,
     brightness_contrast=0.3, jpeg=0.2, rotate=0.2,

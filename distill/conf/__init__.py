@@ -1,0 +1,1 @@
+"""Hydra configs (a package, so an installed wheel carries them)."""
