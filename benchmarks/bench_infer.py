@@ -44,7 +44,6 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from labelsets import load_labelled  # noqa: E402
 from timing import take_turns  # noqa: E402
 
-from distill import hardware  # noqa: E402
 from distill.metrics import PROTOCOLS, score  # noqa: E402
 from distill.predict import Recognizer  # noqa: E402
 
@@ -309,7 +308,6 @@ def main() -> None:
         "latency_reference": ref["engine"] if ref else None,
         "our_models": {k: str(v) for k, v in given.items()},
         "untrained_models": untrained,
-        "machine": hardware.summary(),
         "command": "python benchmarks/bench_infer.py " + " ".join(sys.argv[1:]),
         "rows": rows,
     }

@@ -38,23 +38,19 @@ from distill.preprocess import pad_batch, preprocess  # noqa: E402
 VARIANTS = ("fp32", "dynamic", "static 8-bit weights", "static 7-bit weights")
 
 
-def read_all(models: dict[str, str], labels_spec: str, limit: int, skip: int) -> dict:
-    """{variant: readings} of the lines after the calibration ones, on this CPU."""
-    path, _ = split_protocol(labels_spec)
-    _, images, _ = load_labelled(path, limit)
+def read_all(models: dict[str, str], images: list) -> dict:
+    """{variant: readings} of ``images`` on this CPU."""
     return {
-        name: [r.text for r in Recognizer(m, threads=1).recognize(images[skip:])]
+        name: [r.text for r in Recognizer(m, threads=1).recognize(images)]
         for name, m in models.items()
     }
 
 
-def make_models(fp32: str, labels_spec: str, limit: int, n_calib: int, out: Path) -> dict:
+def make_models(fp32: str, calibration_images: list, out: Path) -> dict:
     from distill.export import quantize_dynamic, quantize_static
 
-    path, _ = split_protocol(labels_spec)
-    _, images, _ = load_labelled(path, limit)
     cfg = Recognizer(fp32).preprocess_cfg
-    lines = [preprocess(img, cfg) for img in images[:n_calib]]
+    lines = [preprocess(img, cfg) for img in calibration_images]
     calib = [pad_batch(lines[i : i + 16]) for i in range(0, len(lines), 16)]
     return {
         "fp32": fp32,
@@ -78,21 +74,17 @@ def main() -> None:
     ap.add_argument("--name", default=None)
     ap.add_argument("--read", default=None, help=argparse.SUPPRESS)  # JSON of models: read only
     args = ap.parse_args()
+    path, protocol = split_protocol(args.labels)
+    _, images, labels = load_labelled(path, args.limit)
+    n = args.calibration
     if args.read:  # the emulated child: read and print
-        models = json.loads(args.read)
-        print(json.dumps(read_all(models, args.labels, args.limit, args.calibration)))
+        print(json.dumps(read_all(json.loads(args.read), images[n:])))
         return
 
-    path, protocol = split_protocol(args.labels)
-    _, _, labels = load_labelled(path, args.limit)
-    labels = labels[args.calibration :]
+    labels = labels[n:]
     tmp = Path(tempfile.mkdtemp())
-    models = make_models(args.model, args.labels, args.limit, args.calibration, tmp)
-    cpus = {
-        f"this CPU ({hardware.describe()})": read_all(
-            models, args.labels, args.limit, args.calibration
-        )
-    }
+    models = make_models(args.model, images[:n], tmp)
+    cpus = {f"this CPU ({hardware.describe()})": read_all(models, images[n:])}
     qemu = shutil.which("qemu-x86_64")
     if args.emulate and qemu:
         cmd = [qemu, "-cpu", args.emulate, sys.executable, __file__, args.model, args.labels]

@@ -38,7 +38,7 @@ from distill import hardware
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELLED, UNLABELED, VAL = 300, 2100, 300
-PROBE_STEPS = 100  # enough that the run's start-up weighs little in the estimate
+PROBE_STEPS = 40
 MIN_STEPS, MAX_STEPS = 150, 4000
 # minutes kept for what follows the two runs: validation and test passes, export with
 # its parity check and INT8, the predictor runs

@@ -11,17 +11,11 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from distill.config import CONF_DIR
+from distill.config import config_names as group_options
 from distill.module import RecognizerModule
 from distill.training import build_module, evaluate, make_trainer, train
 
 from .conftest import ROOT, TINY, TINY_STUDENT, TINY_SYNTH, compose_cfg
-
-CONF = CONF_DIR
-
-
-def group_options(group: str) -> list[str]:
-    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
 @pytest.mark.parametrize("data", group_options("data"))
