@@ -28,7 +28,7 @@ demo: $(STAMP)
 # the demo's starting point, models/demo_student_init.ckpt (~20 min on 2 cores; resumes)
 demo-init: $(STAMP)
 	$(call resumable_run,logs/demo_init,demo_init)
-	$(PY) -m distill.checkpoint logs/demo_init/checkpoints/last.ckpt models/demo_student_init.ckpt
+	$(PY) -m distill.models.checkpoint logs/demo_init/checkpoints/last.ckpt models/demo_student_init.ckpt
 
 # the English reference model (README "Reproduce"): teacher (~1 h on 2 cores), distilled
 # and baseline students (~30 and ~15 min), the result table, the shipped ONNX student and
@@ -46,14 +46,14 @@ reference: $(STAMP)
 	$(call ref_run,teacher,en_teacher)
 	$(call ref_run,student_kd,en_student_kd,teacher.ckpt=$(REF_DIR)/teacher/checkpoints/last.ckpt)
 	$(call ref_run,student_baseline,en_student_baseline)
-	$(PY) benchmarks/kd_report.py --teacher $(REF_DIR)/teacher --kd $(REF_DIR)/student_kd \
+	$(PY) -m benchmarks.kd_report --teacher $(REF_DIR)/teacher --kd $(REF_DIR)/student_kd \
 		--baseline $(REF_DIR)/student_baseline --devset $(DEVSET) --name kd_en
 	$(PY) export.py ckpt=$(REF_DIR)/student_kd/checkpoints/last.ckpt out=models/en_student.onnx \
 		name=en_student quantize=dynamic
 	$(PY) export.py ckpt=$(REF_DIR)/teacher/checkpoints/last.ckpt out=$(REF_DIR)/en_teacher.onnx \
 		name=en_teacher
 	$(PIP) install --quiet -e ".[train,dev,bench]"
-	$(PY) benchmarks/bench_infer.py $(DEVSET) --student models/en_student.onnx \
+	$(PY) -m benchmarks.bench_infer $(DEVSET) --student models/en_student.onnx \
 		--student-int8 models/en_student_int8.onnx --teacher $(REF_DIR)/en_teacher.onnx \
 		--name iiit5k_300_en
 
@@ -102,11 +102,11 @@ EN_MODELS := --model "en_student FP32=models/en_student.onnx" \
 define bench_en_sets
 	@[ -f $(HELDOUT_DOC_EN)/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
 		--lang en --fonts heldout --size 500 --out $(HELDOUT_DOC_EN)
-	$(PY) benchmarks/bench_infer.py ../shared/devsets/iiit5k_300/labels.tsv $(1) \
+	$(PY) -m benchmarks.bench_infer ../shared/devsets/iiit5k_300/labels.tsv $(1) \
 		--protocol scene --name iiit5k_300_en_$(2) --plot
-	$(PY) benchmarks/bench_infer.py ../shared/devsets/sroie_500/labels.tsv $(1) \
+	$(PY) -m benchmarks.bench_infer ../shared/devsets/sroie_500/labels.tsv $(1) \
 		--protocol caseless --name sroie_500_en_$(2) --plot
-	$(PY) benchmarks/bench_infer.py $(HELDOUT_DOC_EN)/labels.tsv $(1) \
+	$(PY) -m benchmarks.bench_infer $(HELDOUT_DOC_EN)/labels.tsv $(1) \
 		--protocol exact --name heldout_document_en_$(2) --plot
 endef
 ship-en: $(STAMP)
@@ -158,7 +158,7 @@ prune-en: $(STAMP)
 		$(MAKE) --no-print-directory prune-finetune RUN=$(PRUNE_RUNS)/keep$$k/$$arm \
 			OVER="init_ckpt=$(PRUNE_DIR)/keep$$k/pruned.ckpt trainer.max_steps=$(PRUNE_STEPS) $$t" \
 			|| exit 1; done; done
-	$(PY) benchmarks/bench_prune.py --name $(PRUNE_NAME) --row "original=$(PRUNE_SRC)" \
+	$(PY) -m benchmarks.bench_prune --name $(PRUNE_NAME) --row "original=$(PRUNE_SRC)" \
 		$(foreach k,$(PRUNE_KEEP),--row "pruned to $(k)=$(PRUNE_DIR)/keep$(k)/pruned.ckpt" \
 		$(foreach a,$(PRUNE_ARMS),--row "$(k) + $(arm_$(a)) fine-tune=$(PRUNE_RUNS)/keep$(k)/$(a)/checkpoints/last.ckpt")) \
 		--devset ../shared/devsets/iiit5k_300/labels.tsv:scene \
@@ -193,13 +193,13 @@ ZH_V2 ?= logs/zh_student_v2/checkpoints/last.ckpt
 ship-zh: $(HELDOUT_DOC_ZH)/labels.tsv | $(STAMP)
 	$(PY) export.py ckpt=$(ZH_V2) out=models/zh_student.onnx name=zh_student quantize=dynamic
 	-bash scripts/install_tesseract.sh chi_sim
-	$(PY) benchmarks/bench_infer.py $(HELDOUT_DOC_ZH)/labels.tsv \
+	$(PY) -m benchmarks.bench_infer $(HELDOUT_DOC_ZH)/labels.tsv \
 		--model "zh_student FP32=models/zh_student.onnx" \
 		--model "zh_student INT8=models/zh_student_int8.onnx" \
 		--protocol exact --tesseract-lang chi_sim --name heldout_document_zh_v2 --plot
-	$(PY) benchmarks/bench_profile.py --model zh_student=models/zh_student.onnx \
+	$(PY) -m benchmarks.bench_profile --model zh_student=models/zh_student.onnx \
 		--model zh_student_int8=models/zh_student_int8.onnx --name zh_student_v2
-	$(PY) benchmarks/bench_lengths.py $(HELDOUT_DOC_ZH)/labels.tsv $(GEN)/val/document_zh/labels.tsv \
+	$(PY) -m benchmarks.bench_lengths $(HELDOUT_DOC_ZH)/labels.tsv $(GEN)/val/document_zh/labels.tsv \
 		--model "zh_student FP32=models/zh_student.onnx" \
 		--model "zh_student INT8=models/zh_student_int8.onnx" --buckets 0,15,25,35,45 \
 		--name zh_student_v2
@@ -216,13 +216,13 @@ kd-gain: $(HELDOUT_DOC_ZH)/labels.tsv | $(STAMP)
 		|| exit 1; done; done
 	@[ -f $(HELDOUT_DOC_EN)/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
 		--lang en --fonts heldout --size 500 --out $(HELDOUT_DOC_EN)
-	$(PY) benchmarks/kd_compare.py --name kd_gain_en \
+	$(PY) -m benchmarks.kd_compare --name kd_gain_en \
 		$(foreach s,$(GAIN_SEEDS),--run "PP-OCRv6 seed $(s)=$(GAIN_DIR)/en_v2_gain/seed$(s)" \
 		--run "labels only seed $(s)=$(GAIN_DIR)/en_v2_gain_labels/seed$(s)") \
 		--devset ../shared/devsets/iiit5k_300/labels.tsv:scene \
 		--devset ../shared/devsets/sroie_500/labels.tsv:caseless \
 		--devset $(HELDOUT_DOC_EN)/labels.tsv:exact
-	$(PY) benchmarks/kd_compare.py --name kd_gain_zh \
+	$(PY) -m benchmarks.kd_compare --name kd_gain_zh \
 		$(foreach s,$(GAIN_SEEDS),--run "PP-OCRv6 seed $(s)=$(GAIN_DIR)/zh_v2_gain/seed$(s)" \
 		--run "labels only seed $(s)=$(GAIN_DIR)/zh_v2_gain_labels/seed$(s)") \
 		--devset $(HELDOUT_DOC_ZH)/labels.tsv:exact
@@ -230,14 +230,14 @@ gain-run: $(STAMP)
 	$(call resumable_run,$(RUN),$(EXP),$(OVER))
 
 # The recipes for a foreign teacher, compared on equal data and steps (needs
-# ppocrv6-cache): labels only, (a) pseudo-labels, (b) + frame KL, (c) + mean KL.
+# ppocrv6-cache): labels only, (a) pseudo-labels, (b) + frame KL, (c) + mean KL: a choice of kd=.
 KD_DIR ?= logs/ppocrv6_en
 ppocrv6-compare: $(STAMP)
 	$(call resumable_run,$(KD_DIR)/labels,ppocrv6_en_labels)
-	$(call resumable_run,$(KD_DIR)/pseudo,ppocrv6_en,kd.w_kl=0)
-	$(call resumable_run,$(KD_DIR)/frame_kl,ppocrv6_en)
-	$(call resumable_run,$(KD_DIR)/mean_kl,ppocrv6_en,kd.mode=mean kd.blank_in_mean=false)
-	$(PY) benchmarks/kd_compare.py --name ppocrv6_en_recipes \
+	$(call resumable_run,$(KD_DIR)/pseudo,ppocrv6_en,kd=pseudo_labels)
+	$(call resumable_run,$(KD_DIR)/frame_kl,ppocrv6_en,kd=pseudo_frame_kl)
+	$(call resumable_run,$(KD_DIR)/mean_kl,ppocrv6_en,kd=pseudo_mean_kl)
+	$(PY) -m benchmarks.kd_compare --name ppocrv6_en_recipes \
 		--run "labels only=$(KD_DIR)/labels" --run "(a) pseudo-labels=$(KD_DIR)/pseudo" \
 		--run "(b) + frame KL=$(KD_DIR)/frame_kl" --run "(c) + mean KL=$(KD_DIR)/mean_kl" \
 		--devset ../shared/devsets/iiit5k_300/labels.tsv:scene \
@@ -250,7 +250,7 @@ KD_VIEWS ?= trainer.max_steps=1000
 ppocrv6-views: $(STAMP)
 	$(call resumable_run,$(KD_DIR)/online_clean,ppocrv6_en_online,teacher.view=clean $(KD_VIEWS))
 	$(call resumable_run,$(KD_DIR)/online_augmented,ppocrv6_en_online,teacher.view=augmented $(KD_VIEWS))
-	$(PY) benchmarks/kd_compare.py --name ppocrv6_en_views \
+	$(PY) -m benchmarks.kd_compare --name ppocrv6_en_views \
 		--run "teacher reads the clean image=$(KD_DIR)/online_clean" \
 		--run "teacher reads the augmented image=$(KD_DIR)/online_augmented" \
 		--devset ../shared/devsets/iiit5k_300/labels.tsv:scene \
@@ -277,7 +277,7 @@ data-compare: $(STAMP)
 	$(call resumable_run,$(DATA_DIR)/short_clean,en_lines,\
 		data.train.profiles.document=0 data.train.profiles.scene=0 data.train.max_chars=14)
 	$(call resumable_run,$(DATA_DIR)/profiles,en_lines)
-	$(PY) benchmarks/kd_compare.py --name data_en \
+	$(PY) -m benchmarks.kd_compare --name data_en \
 		--run "short clean lines (before)=$(DATA_DIR)/short_clean" \
 		--run "document + scene + clean profiles=$(DATA_DIR)/profiles" \
 		--devset ../shared/devsets/iiit5k_300/labels.tsv:scene \
@@ -298,7 +298,7 @@ tensorboard: $(STAMP)
 	$(VENV)/bin/tensorboard --logdir logs --bind_all
 
 bench: $(STAMP)
-	$(PY) benchmarks/bench_train.py
+	$(PY) -m benchmarks.bench_train
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,6 +1,6 @@
 """Does a line read the same whatever batch it is in? Readings at batch 1 against batch 64.
 
-    python benchmarks/bench_batch_invariance.py MODEL.onnx [MODEL2.onnx ...] \\
+    python -m benchmarks.bench_batch_invariance MODEL.onnx [MODEL2.onnx ...] \\
         --labels ../shared/devsets/iiit5k_300/labels.tsv ../shared/devsets/sroie_500/labels.tsv \\
         --synthetic 200 --name en_student
 
@@ -23,15 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.results_io import write_results
+from distill.core.labelfile import read_label_file
+from distill.core.preprocess import ImageError, preprocess
+from distill.runtime.predict import Recognizer, read_image
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from results_io import write_results  # noqa: E402
-
-from distill.labelfile import read_label_file  # noqa: E402
-from distill.predict import Recognizer, read_image  # noqa: E402
-from distill.preprocess import ImageError, preprocess  # noqa: E402
 
 
 def load_lines(label_files: list[Path], per_file: int, synthetic: int) -> list[tuple[str, object]]:
@@ -46,9 +43,9 @@ def load_lines(label_files: list[Path], per_file: int, synthetic: int) -> list[t
             except ImageError as e:
                 print(f"skipped: {e}", file=sys.stderr)
     if synthetic:
-        from distill.charset import Charset
+        from distill.core.charset import Charset
+        from distill.core.preprocess import PreprocessConfig
         from distill.data.synth import SynthDataset
-        from distill.preprocess import PreprocessConfig
 
         ds = SynthDataset(
             Charset.resolve("ascii"),
@@ -168,7 +165,7 @@ def main(argv=None) -> int:
         "sources": sources,
         "models": [compare(m, images) for m in args.models],
         "timing": timings(args.models, images),
-        "command": "python benchmarks/bench_batch_invariance.py "
+        "command": "python -m benchmarks.bench_batch_invariance "
         + " ".join(str(m) for m in args.models)
         + (" --labels " + " ".join(str(f) for f in args.labels) if args.labels else "")
         + f" --per-file {args.per_file} --synthetic {args.synthetic} --name {args.name}",

@@ -1,7 +1,7 @@
 """Side-by-side CPU inference benchmark on one label file, in one run, same images,
 same thread settings:
 
-    python benchmarks/bench_infer.py LABELFILE [--student S.onnx] [--student-int8 S8.onnx]
+    python -m benchmarks.bench_infer LABELFILE [--student S.onnx] [--student-int8 S8.onnx]
         [--teacher T.onnx] [--model NAME=M.onnx ...] [--peers ppocrv6,ppocrv5,ppocrv4,tesseract]
         [--protocol scene] [--limit N] [--name NAME] [--plot]
 
@@ -37,15 +37,12 @@ import cv2
 import numpy as np
 import onnx
 
+from benchmarks.labelsets import load_labelled
+from benchmarks.timing import take_turns
+from distill.core.metrics import PROTOCOLS, score
+from distill.runtime.predict import Recognizer
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from labelsets import load_labelled  # noqa: E402
-from timing import take_turns  # noqa: E402
-
-from distill.metrics import PROTOCOLS, score  # noqa: E402
-from distill.predict import Recognizer  # noqa: E402
 
 BATCH = 16
 
@@ -91,7 +88,7 @@ class PaddleOnnxEngine:
     reader as ``teacher=onnx``, so benchmark and teacher cannot disagree."""
 
     def __init__(self, name: str, path: str, package: str | None = None, **kw):
-        from distill.onnx_teacher import OnnxTeacher, resolve_model_path
+        from distill.kd.onnx import OnnxTeacher, resolve_model_path
 
         self.name = name
         self.path = resolve_model_path(path, package)
@@ -210,8 +207,9 @@ def default_models(out_dir: Path) -> dict[str, Path]:
     """Untrained teacher and student from the default configs, exported (speed only)."""
     import torch
 
-    from distill.export import export_onnx, quantize_dynamic
-    from distill.module import RecognizerModule
+    from distill.export.onnx import export_onnx
+    from distill.export.quantize import quantize_dynamic
+    from distill.lit.recognizer import RecognizerModule
 
     paths = {}
     torch.manual_seed(0)
@@ -308,7 +306,7 @@ def main() -> None:
         "latency_reference": ref["engine"] if ref else None,
         "our_models": {k: str(v) for k, v in given.items()},
         "untrained_models": untrained,
-        "command": "python benchmarks/bench_infer.py " + " ".join(sys.argv[1:]),
+        "command": "python -m benchmarks.bench_infer " + " ".join(sys.argv[1:]),
         "rows": rows,
     }
     md = markdown(result)

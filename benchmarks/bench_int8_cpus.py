@@ -1,6 +1,6 @@
 """Static INT8 on CPUs with and without VNNI: does it read what FP32 reads?
 
-    python benchmarks/bench_int8_cpus.py MODEL.onnx LABELFILE[:PROTOCOL] [--limit 120]
+    python -m benchmarks.bench_int8_cpus MODEL.onnx LABELFILE[:PROTOCOL] [--limit 120]
         [--calibration 32] [--emulate Haswell-v4] --name NAME
 
 From one FP32 model it writes dynamic INT8 and static INT8 with 8-bit and with 7-bit
@@ -23,17 +23,14 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.labelsets import load_labelled
+from benchmarks.results_io import write_results
+from distill.core import hardware
+from distill.core.metrics import score, split_protocol
+from distill.core.preprocess import pad_batch, preprocess
+from distill.runtime.predict import Recognizer
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from labelsets import load_labelled  # noqa: E402
-from results_io import write_results  # noqa: E402
-
-from distill import hardware  # noqa: E402
-from distill.metrics import score, split_protocol  # noqa: E402
-from distill.predict import Recognizer  # noqa: E402
-from distill.preprocess import pad_batch, preprocess  # noqa: E402
 
 VARIANTS = ("fp32", "dynamic", "static 8-bit weights", "static 7-bit weights")
 
@@ -47,7 +44,7 @@ def read_all(models: dict[str, str], images: list) -> dict:
 
 
 def make_models(fp32: str, calibration_images: list, out: Path) -> dict:
-    from distill.export import quantize_dynamic, quantize_static
+    from distill.export.quantize import quantize_dynamic, quantize_static
 
     cfg = Recognizer(fp32).preprocess_cfg
     lines = [preprocess(img, cfg) for img in calibration_images]
@@ -121,7 +118,7 @@ def main() -> None:
             for r in rows
         ),
         "",
-        "Command: `python benchmarks/bench_int8_cpus.py " + " ".join(sys.argv[1:]) + "`",
+        "Command: `python -m benchmarks.bench_int8_cpus " + " ".join(sys.argv[1:]) + "`",
     ]
     report = {"model": args.model, "labels": args.labels, "rows": rows, "argv": sys.argv[1:]}
     write_results(f"int8_cpus_{name}", report, "\n".join(md) + "\n")

@@ -1,6 +1,6 @@
 """Student training speed with a foreign teacher: online against the teacher-label cache.
 
-    python benchmarks/bench_kd_throughput.py [--steps 60] [--batch 32]
+    python -m benchmarks.bench_kd_throughput [--steps 60] [--batch 32]
 
 Trains the same student (the ppocrv6_en experiment's) for ``--steps`` steps three ways,
 one after the other in this process: on the cache's lines without a teacher, with
@@ -19,13 +19,10 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.results_io import write_results
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 os.environ.setdefault("PROJECT_ROOT", str(ROOT))
-
-
-from results_io import write_results  # noqa: E402
 
 
 def run(overrides: list[str], out: Path) -> dict:
@@ -33,7 +30,7 @@ def run(overrides: list[str], out: Path) -> dict:
     from omegaconf import open_dict
 
     from distill.config import compose
-    from distill.training import train
+    from distill.lit.train import train
 
     cfg = compose("train", overrides, return_hydra_config=True)
     with open_dict(cfg):
@@ -96,7 +93,7 @@ def main(argv=None) -> int:
         f"| {k} | {r['images_per_s']:.1f} | {r['images_per_s'] / base:.2f}x |"
         for k, r in rows.items()
     ]
-    command = f"python benchmarks/bench_kd_throughput.py --steps {args.steps} --batch {args.batch}"
+    command = f"python -m benchmarks.bench_kd_throughput --steps {args.steps} --batch {args.batch}"
     md += ["", "```", command, "```", ""]
     write_results("kd_throughput", {"rows": rows, "command": command}, "\n".join(md))
     return 0

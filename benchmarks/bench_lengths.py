@@ -1,6 +1,6 @@
 """Accuracy by line length: where a student loses lines against its teacher.
 
-    python benchmarks/bench_lengths.py LABELFILE[:PROTOCOL] [LABELFILE[:PROTOCOL] ...]
+    python -m benchmarks.bench_lengths LABELFILE[:PROTOCOL] [LABELFILE[:PROTOCOL] ...]
         --model NAME=M.onnx [--model ...] [--peers ppocrv6] [--buckets 0,20,40,60,80]
         --name NAME
 
@@ -19,15 +19,12 @@ import shlex
 import sys
 from pathlib import Path
 
+from benchmarks.bench_infer import OurEngine, peer_engines
+from benchmarks.labelsets import load_labelled
+from benchmarks.results_io import write_results
+from distill.core.metrics import normalize, score, split_protocol
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from bench_infer import OurEngine, peer_engines  # noqa: E402
-from labelsets import load_labelled  # noqa: E402
-from results_io import write_results  # noqa: E402
-
-from distill.metrics import normalize, score, split_protocol  # noqa: E402
 
 
 def bucket_names(edges: list[int]) -> list[str]:
@@ -118,7 +115,7 @@ def main(argv=None) -> None:
         sets.append({"labelfile": path, "protocol": protocol, "lines": len(labels), "rows": rows})
     given = sys.argv[1:] if argv is None else argv
     report = {
-        "command": "python benchmarks/bench_lengths.py " + shlex.join(given),
+        "command": "python -m benchmarks.bench_lengths " + shlex.join(given),
         "buckets": edges,
         "sets": sets,
     }

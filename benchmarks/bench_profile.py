@@ -1,7 +1,7 @@
 """Where a student's inference time goes: onnxruntime's per-operator profile, the
 multiply-adds the network needs, and how far the run is from what this CPU can do.
 
-    python benchmarks/bench_profile.py [--model NAME=PATH ...] [--widths 100,320,800]
+    python -m benchmarks.bench_profile [--model NAME=PATH ...] [--widths 100,320,800]
         [--batches 1,32] [--threads 2] [--runs 30] [--name NAME]
 
 For each model, line width and batch size: the median time of one ``session.run`` (no
@@ -10,7 +10,7 @@ the profiled node time), the network's multiply-adds per line (from the model's 
 config in its metadata), the GFLOP/s that makes, and that as a share of the
 attainable rate, measured here as a 1024^3 float32 MatMul in onnxruntime with the same
 threads. Batch 1 runs the lean graph the predictor runs for a single line (without the
-padding masks it does not need: distill/onnx_masks.py). At batch 1 it also times the
+padding masks it does not need: distill/runtime/onnx_masks.py). At batch 1 it also times the
 predictor end to end on a real line (``Recognizer``: preprocessing, the run, decoding)
 to show the Python share.
 Writes benchmarks/results/profile_NAME.{json,md}.
@@ -31,15 +31,12 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from benchmarks.results_io import write_results
+from distill.core import hardware
+from distill.core.preprocess import pad_batch, preprocess
+from distill.runtime.predict import Recognizer, read_image
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from results_io import write_results  # noqa: E402
-
-from distill import hardware  # noqa: E402
-from distill.predict import Recognizer, read_image  # noqa: E402
-from distill.preprocess import pad_batch, preprocess  # noqa: E402
 
 SAMPLE = ROOT / "data" / "samples" / "img" / "000.png"
 
@@ -51,7 +48,7 @@ def graph_for(path: str, batch: int, width_per_frame: int):
         return path
     import onnx
 
-    from distill.onnx_masks import without_frame_masks
+    from distill.runtime.onnx_masks import without_frame_masks
 
     lean = without_frame_masks(onnx.load(path), width_per_frame)
     return path if lean is None else lean.SerializeToString()
@@ -148,7 +145,7 @@ def main() -> None:
     md = [
         "# Inference profile",
         "",
-        f"`python benchmarks/bench_profile.py {' '.join(sys.argv[1:])}`",
+        f"`python -m benchmarks.bench_profile {' '.join(sys.argv[1:])}`",
         "",
         f"{hardware.describe()}, onnxruntime "
         f"{ort.__version__}, {args.threads} threads. Attainable: **{peak:.1f} GFLOP/s** (a "

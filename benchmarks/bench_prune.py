@@ -1,6 +1,6 @@
 """Pruned students side by side, in one run: size, multiply-adds, speed, memory, accuracy.
 
-    python benchmarks/bench_prune.py --row original=ORIG.ckpt --row "pruned 40%"=P.ckpt \\
+    python -m benchmarks.bench_prune --row original=ORIG.ckpt --row "pruned 40%"=P.ckpt \\
         [--row ...] --devset ../shared/devsets/iiit5k_300/labels.tsv:scene \\
         [--devset FILE:PROTOCOL ...] [--name NAME] [--timing-lines 100]
 
@@ -24,21 +24,18 @@ import sys
 import tempfile
 from pathlib import Path
 
+from benchmarks.labelsets import load_labelled
+from benchmarks.results_io import write_results
+from benchmarks.timing import take_turns
+from distill.core.metrics import score, split_protocol
+from distill.runtime.predict import Recognizer
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from labelsets import load_labelled  # noqa: E402
-from results_io import write_results  # noqa: E402
-from timing import take_turns  # noqa: E402
-
-from distill.metrics import score, split_protocol  # noqa: E402
-from distill.predict import Recognizer  # noqa: E402
 
 # VmHWM, not ru_maxrss: Linux carries the parent's peak into ru_maxrss across fork+exec
 PEAK_RSS = """
 import sys
-from distill.predict import Recognizer, read_image
+from distill.runtime.predict import Recognizer, read_image
 rec = Recognizer(sys.argv[1], threads=2, batch_size=1)
 for path in sys.argv[2:]:
     rec.recognize([read_image(path)])
@@ -48,16 +45,17 @@ print(int(status.split()[0]))
 
 
 def export(ckpt: Path, out: Path) -> dict:
-    from distill.export import check_parity, export_onnx
-    from distill.module import load_recognizer
+    from distill.export.onnx import export_onnx
+    from distill.export.parity import check_parity
+    from distill.models.checkpoint import load_network
     from distill.pruning.measure import count_macs, count_params
 
-    module = load_recognizer(str(ckpt))
+    module = load_network(str(ckpt))
     export_onnx(module, out, out.stem)
     report = check_parity(module, out)
     if not report.ok:
         raise SystemExit(f"{ckpt}: ONNX does not match PyTorch\n{report}")
-    shape = (module.preprocess_cfg.height, module.preprocess_cfg.channels)
+    shape = (module.preprocess.height, module.preprocess.channels)
     return {
         "params": count_params(module.net),
         "macs_M": count_macs(module.net, *shape) / 1e6,
@@ -145,7 +143,7 @@ def main() -> None:
         lines.append("| " + " | ".join(cells) + " |")
     md = (
         f"# Pruning: {args.name}\n\n"
-        f"`python benchmarks/bench_prune.py {shlex.join(sys.argv[1:])}`\n\n"
+        f"`python -m benchmarks.bench_prune {shlex.join(sys.argv[1:])}`\n\n"
         f"Batch 1, 2 threads: {args.rounds} rounds in which each model reads "
         f"{len(timing_images)} lines of {devsets[0][0]} in turn; ms/line is the median of the "
         "rounds' medians, speed-up the median of the rounds' ratios to the first row. MMACs "

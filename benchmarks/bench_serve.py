@@ -1,7 +1,7 @@
 """The HTTP server under load: throughput and latency percentiles by concurrency, with
 dynamic batching on and off, the result cache on and off, single lines and whole pages.
 
-    python benchmarks/bench_serve.py [--model models/en_student.onnx]
+    python -m benchmarks.bench_serve [--model models/en_student.onnx]
         [--lines ../shared/devsets/sroie_500/labels.tsv] [--requests 300] [--seconds 20]
         [--concurrency 1,8,32] [--threads 2] [--name NAME]
 
@@ -30,14 +30,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmarks.results_io import write_results
+from distill.core import hardware
+from distill.runtime.predict import collect, read_image
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from results_io import write_results  # noqa: E402
-
-from distill import hardware  # noqa: E402
-from distill.predict import collect, read_image  # noqa: E402
 
 PAGE_LINES = 8
 POOL = 20
@@ -230,7 +227,7 @@ def main() -> None:
         )
     md = (
         f"# Serving {Path(args.model).name}\n\n"
-        f"`python benchmarks/bench_serve.py {' '.join(sys.argv[1:])}`\n\n"
+        f"`python -m benchmarks.bench_serve {' '.join(sys.argv[1:])}`\n\n"
         f"{hardware.describe()}; model threads "
         f"{args.threads or 'the server default (CPUs - 1)'}; client and server on the same "
         "machine (a client's latency includes its own event loop's delays; the server column "

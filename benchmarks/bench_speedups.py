@@ -2,10 +2,10 @@
 checkpoint exported as traced and after onnxslim, run with each onnxruntime
 graph-optimization level (and all but the NCHWc layout transform), with a saved
 optimized model, with idle threads sleeping, without the padding masks a single line
-does not need (the predictor's lean batch-1 graph, distill/onnx_masks.py), and in INT8
+does not need (the predictor's lean batch-1 graph, distill/runtime/onnx_masks.py), and in INT8
 (dynamic, and static QDQ convolutions, each also lean):
 
-    python benchmarks/bench_speedups.py --ckpt CKPT [--labels FILE:PROTOCOL]
+    python -m benchmarks.bench_speedups --ckpt CKPT [--labels FILE:PROTOCOL]
         [--widths 100,320,800] [--runs 300] [--rounds 15] [--name NAME]
 
 For every variant: the time to create the session, the median ``session.run`` ms per
@@ -29,14 +29,11 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from benchmarks.results_io import write_results
+from distill.core import hardware
+from distill.models.backbones import ShuffleUnit
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from results_io import write_results  # noqa: E402
-
-from distill import hardware  # noqa: E402
-from distill.models.backbones import ShuffleUnit  # noqa: E402
 
 LEVELS = {
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -62,16 +59,12 @@ def build_files(ckpt: Path, out: Path, calibration_lines: int) -> dict[str, Path
     """The checkpoint as traced ONNX, after onnxslim, and in both INT8 modes."""
     from omegaconf import OmegaConf
 
-    from distill.export import (
-        calibration_batches,
-        export_onnx,
-        quantize_dynamic,
-        quantize_static,
-        validation_split,
-    )
-    from distill.module import load_recognizer
+    from distill.export.onnx import export_onnx
+    from distill.export.quantize import calibration_batches, quantize_dynamic, quantize_static
+    from distill.export.run import validation_split
+    from distill.models.checkpoint import load_network
 
-    module = load_recognizer(str(ckpt))
+    module = load_network(str(ckpt))
     files = {
         "traced": export_onnx(module, out / "traced.onnx", "traced", simplify=False),
         "onnxslim": export_onnx(module, out / "slim.onnx", "slim"),
@@ -113,7 +106,7 @@ def lean_files(files: dict[str, Path], width_per_frame: int) -> dict[str, Path]:
     """Each file's lean batch-1 graph, as the predictor builds it for single lines."""
     import onnx
 
-    from distill.onnx_masks import without_frame_masks
+    from distill.runtime.onnx_masks import without_frame_masks
 
     lean = {}
     for key in ("onnxslim", "transpose shuffle", "int8 dynamic", "int8 static"):
@@ -257,8 +250,8 @@ def accuracy(files: dict[str, Path], labels: str) -> dict[str, dict]:
     """Accuracy of each file through the predictor, and its agreement with onnxslim FP32."""
     from labelsets import load_labelled
 
-    from distill.metrics import score, split_protocol
-    from distill.predict import Recognizer
+    from distill.core.metrics import score, split_protocol
+    from distill.runtime.predict import Recognizer
 
     path, protocol = split_protocol(labels)
     _, images, truth = load_labelled(path)
@@ -290,7 +283,7 @@ def markdown(report: dict, widths: list[int]) -> str:
     md = [
         f"# Inference speed-ups, one at a time: {report['name']}",
         "",
-        f"`python benchmarks/bench_speedups.py {report['argv']}`",
+        f"`python -m benchmarks.bench_speedups {report['argv']}`",
         "",
         f"{report['cpu']}, onnxruntime {ort.__version__}. `session.run` "
         f"only (no pre/post-processing), random input, widths {ws} px; the variants take "
@@ -346,9 +339,9 @@ def main() -> None:
     widths = [int(w) for w in args.widths.split(",")]
     tmp = Path(tempfile.mkdtemp(prefix="speedups_"))
     files = build_files(ckpt, tmp, args.calibration_lines)
-    from distill.module import load_recognizer
+    from distill.models.checkpoint import load_network
 
-    files.update(lean_files(files, load_recognizer(str(ckpt)).net.width_per_frame))
+    files.update(lean_files(files, load_network(str(ckpt)).net.width_per_frame))
     report = {
         "name": args.name,
         "argv": " ".join(sys.argv[1:]),

@@ -8,7 +8,7 @@
    for a batch of lines 256, 800 and 1600 px wide (about 20, 60 and 120 characters):
    the reason width bucketing matters.
 
-    python benchmarks/bench_synth.py [--lines 300] [--batch 32] [--name synth]
+    python -m benchmarks.bench_synth [--lines 300] [--batch 32] [--name synth]
 
 Writes benchmarks/results/<name>.json and .md. Run on a quiet machine.
 """
@@ -23,10 +23,9 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from benchmarks.results_io import write_results
 
-from benchmarks.results_io import write_results  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 STUDENT = dict(  # the student of distill/conf/experiment/ppocrv6_en.yaml
     backbone="shufflenet_v2", hidden=128, layers=1,
@@ -38,10 +37,10 @@ def bench_profile(profile: str, lang: str, n: int) -> dict:
     import numpy as np
 
     from benchmarks.bench_train import synth_augment
-    from distill.charset import Charset
+    from distill.core.charset import Charset
+    from distill.core.preprocess import PreprocessConfig
     from distill.data.augment import Augmenter
     from distill.data.synth import SynthDataset
-    from distill.preprocess import PreprocessConfig
 
     ds = SynthDataset(
         Charset.resolve("ascii" if lang == "en" else "zh"),
@@ -66,10 +65,9 @@ def bench_profile(profile: str, lang: str, n: int) -> dict:
 
 
 WIDTH_PROBE = """
-import json, sys
-sys.path.insert(0, {root!r})
+import json
 from benchmarks.bench_train import bench_model
-from distill.training import resolve_precision
+from distill.lit.train import resolve_precision
 bf16 = resolve_precision("auto", "cpu") == "bf16-mixed"
 r = bench_model({student!r}, {batch}, {width}, {steps}, bf16)
 hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM")][0].split()[1]
@@ -79,10 +77,12 @@ print(json.dumps(r))
 
 
 def bench_width(width: int, batch: int, steps: int) -> dict:
-    code = WIDTH_PROBE.format(
-        root=str(ROOT), batch=batch, width=width, steps=steps, student=STUDENT
+    code = WIDTH_PROBE.format(batch=batch, width=width, steps=steps, student=STUDENT)
+    # a fresh process per width (its peak memory is the figure); run from the root, whose
+    # benchmarks package it imports
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -123,7 +123,7 @@ def main() -> None:
         print(rows[-1], flush=True)
     speeds = [r["lines_per_s_per_worker"] for r in res["profiles"].values()]
     res["slowest_lines_per_s"] = min(speeds)
-    res["command"] = "python benchmarks/bench_synth.py " + " ".join(sys.argv[1:])
+    res["command"] = "python -m benchmarks.bench_synth " + " ".join(sys.argv[1:])
     md = f"# {args.name}\n\n" + "\n".join(rows) + f"\n\nCommand: `{res['command']}`\n"
     write_results(args.name, res, md)
     print(f"median of the per-profile speeds: {statistics.median(speeds):.0f} lines/s")

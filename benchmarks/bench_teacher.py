@@ -1,7 +1,7 @@
 """How to read with a foreign teacher, and how fast: an ONNX teacher's accuracy under
 each preprocessing choice, and its lines/s by batch size and threads.
 
-    python benchmarks/bench_teacher.py --teacher ppocrv6 \\
+    python -m benchmarks.bench_teacher --teacher ppocrv6 \\
         --devset ../shared/devsets/iiit5k_300/labels.tsv:scene \\
         --devset ../shared/devsets/sroie_500/labels.tsv:caseless
 
@@ -22,19 +22,17 @@ import sys
 import time
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
+from benchmarks.results_io import write_results
+from distill.config import CONF_DIR
+from distill.core.charset import Charset
+from distill.core.labelfile import read_label_file
+from distill.core.metrics import score, split_protocol
+from distill.kd.onnx import OnnxTeacher
+from distill.runtime.predict import read_image
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from omegaconf import OmegaConf  # noqa: E402
-from results_io import write_results  # noqa: E402
-
-from distill.charset import Charset  # noqa: E402
-from distill.config import CONF_DIR  # noqa: E402
-from distill.labelfile import read_label_file  # noqa: E402
-from distill.metrics import score, split_protocol  # noqa: E402
-from distill.onnx_teacher import OnnxTeacher  # noqa: E402
-from distill.predict import read_image  # noqa: E402
 
 VARIANTS = [  # (channel order, min width, stretch, frames read past the ink, view)
     ("bgr", 320, 1.0, 0, "clean"),
@@ -155,7 +153,7 @@ def main(argv=None) -> int:
         "accuracy": rows,
         "speed": speeds,
         "speed_set": sets[0][0],
-        "command": "python benchmarks/bench_teacher.py " + " ".join(argv or sys.argv[1:]),
+        "command": "python -m benchmarks.bench_teacher " + " ".join(argv or sys.argv[1:]),
     }
     names = [s[0] for s in sets]
     md = [

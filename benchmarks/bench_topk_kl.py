@@ -1,9 +1,9 @@
 """The frame KL from a label cache, dense against top-k, side by side in one run:
 
-    python benchmarks/bench_topk_kl.py [--batch 32] [--frames 290] [--classes 6892,96]
+    python -m benchmarks.bench_topk_kl [--batch 32] [--frames 290] [--classes 6892,96]
         [--topk 8] [--rounds 5]
 
-A cached teacher stores its top-k posteriors per frame (``distill.teach``). The dense
+A cached teacher stores its top-k posteriors per frame (``python -m distill.teach``). The dense
 path builds the full [B, T', C] distribution, resamples it onto the student's frames and
 takes the KL over every class; ``losses.topk_kl`` reads the top-k form directly. For
 each class count (6,892: the Chinese charset; 96: English) it times the KL term's
@@ -22,15 +22,12 @@ from pathlib import Path
 
 import torch
 
+from benchmarks.results_io import write_results
+from distill.core import hardware
+from distill.kd.losses import FrameKL
+from distill.kd.outputs import Outputs, TopKOutputs
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from results_io import write_results  # noqa: E402
-
-from distill import hardware  # noqa: E402
-from distill.losses import KLTerm  # noqa: E402
-from distill.teachers import Outputs, TopKOutputs  # noqa: E402
 
 
 def teacher_batch(b: int, t_student: int, c: int, k: int) -> tuple[TopKOutputs, torch.Tensor]:
@@ -66,7 +63,7 @@ def main() -> None:
     ap.add_argument("--topk", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=5)
     args = ap.parse_args()
-    term = KLTerm(tau=1.0, align="interpolate")
+    term = FrameKL(tau=1.0, align="interpolate")
     rows = []
     for c in (int(x) for x in args.classes.split(",")):
         teacher, s_frames = teacher_batch(args.batch, args.frames, c, args.topk)
@@ -102,10 +99,10 @@ def main() -> None:
     md = [
         "# Frame KL from a label cache: dense against top-k",
         "",
-        f"`python benchmarks/bench_topk_kl.py {report['argv']}`",
+        f"`python -m benchmarks.bench_topk_kl {report['argv']}`",
         "",
         f"{hardware.describe()}, torch {torch.__version__}, {torch.get_num_threads()} threads. "
-        f"KLTerm forward + backward (tau 1, resampled onto the student's frames) on a batch of "
+        f"FrameKL forward + backward (tau 1, resampled onto the student's frames) on a batch of "
         f"{args.batch} lines, {args.frames} student frames, top-{args.topk} teacher frames; "
         f"median of {args.rounds} runs each, the two paths taking turns. The dense path "
         "includes building the teacher's distribution, as each training step did.",

@@ -3,7 +3,7 @@ at a fixed batch and width, and synthetic data lines/s per worker. Also says whe
 CPU has native bf16 and what ``trainer.precision=auto`` picks here: bf16 autocast is
 about twice as fast as fp32 with avx512_bf16/AMX and about half as fast without.
 
-    python benchmarks/bench_train.py [--batch 64] [--width 128] [--steps 8] [--out FILE]
+    python -m benchmarks.bench_train [--batch 64] [--width 128] [--steps 8] [--out FILE]
 
 Each model runs warm-up steps, then ``--steps`` timed AdamW steps; the median step
 time is reported. Writes benchmarks/results/train_cpu.json.
@@ -15,24 +15,22 @@ import argparse
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from distill.config import CONF_DIR
+from distill.core import hardware
+from distill.core.charset import Charset
+from distill.core.preprocess import PreprocessConfig
+from distill.data.augment import Augmenter
+from distill.data.synth import SynthDataset
+from distill.kd.losses import ctc_loss
+from distill.lit.train import native_bf16, resolve_precision
+from distill.models import build_model
 
-from distill import hardware  # noqa: E402
-from distill.charset import Charset  # noqa: E402
-from distill.config import CONF_DIR  # noqa: E402
-from distill.data.augment import Augmenter  # noqa: E402
-from distill.data.synth import SynthDataset  # noqa: E402
-from distill.losses import ctc_loss  # noqa: E402
-from distill.models import build_model  # noqa: E402
-from distill.preprocess import PreprocessConfig  # noqa: E402
-from distill.training import native_bf16, resolve_precision  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 MODELS = {
     "teacher_resnet34_lstm256x2": dict(backbone="resnet34", hidden=256, layers=2),

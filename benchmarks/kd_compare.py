@@ -1,6 +1,6 @@
 """Several training runs side by side on real dev sets: which distillation recipe wins.
 
-    python benchmarks/kd_compare.py --name ppocrv6_en_recipes \\
+    python -m benchmarks.kd_compare --name ppocrv6_en_recipes \\
         --run "labels only=logs/ppocrv6_en/labels" --run "(a) pseudo=logs/ppocrv6_en/pseudo" \\
         --devset ../shared/devsets/iiit5k_300/labels.tsv:scene \\
         --devset ../shared/devsets/sroie_500/labels.tsv:caseless
@@ -20,15 +20,12 @@ import re
 import sys
 from pathlib import Path
 
+from benchmarks.kd_report import eval_on_devset, learning_curves, relative, train_command
+from benchmarks.results_io import write_results
+from distill.compare import load_runs, pct
+from distill.core.metrics import split_protocol
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-sys.path.insert(0, str(ROOT))
-
-from kd_report import _rel, eval_on_devset, learning_curves, train_command  # noqa: E402
-from results_io import write_results  # noqa: E402
-
-from distill.compare import load_runs, pct  # noqa: E402
-from distill.metrics import split_protocol  # noqa: E402
 
 
 def summarize(title: str, run: Path, devsets: list[tuple[Path, str]]) -> dict:
@@ -39,7 +36,7 @@ def summarize(title: str, run: Path, devsets: list[tuple[Path, str]]) -> dict:
         dev[path.parent.name] = {k: metrics[k] for k in ("n", "acc", "cer")} | {"eval": command}
     return {
         "title": title,
-        "run": _rel(run),
+        "run": relative(run),
         "steps": m["steps"],
         "wall_time_s": m["wall_time_s"],
         "val": {k: m["metrics"].get(f"val/{k}") for k in ("acc", "cer")},
@@ -157,7 +154,7 @@ def main(argv=None) -> int:
         "devsets": [(str(p), proto) for p, proto in devsets],
         "runs": runs,
         "seed_means": seed_means(runs),
-        "command": "python benchmarks/kd_compare.py --name "
+        "command": "python -m benchmarks.kd_compare --name "
         + args.name
         + "".join(f' --run "{s}"' for s in args.run)
         + "".join(f" --devset {s}" for s in args.devset),

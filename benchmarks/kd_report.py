@@ -1,6 +1,6 @@
 """The distillation result: teacher, distilled student and baseline student side by side.
 
-    python benchmarks/kd_report.py --teacher logs/en/teacher --kd logs/en/student_kd \\
+    python -m benchmarks.kd_report --teacher logs/en/teacher --kd logs/en/student_kd \\
         --baseline logs/en/student_baseline \\
         --devset ../shared/devsets/iiit5k_300/labels.tsv --name kd_en
 
@@ -25,12 +25,11 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from distill.compare import load_runs, pct
+from distill.core.metrics import PROTOCOLS
+from distill.lit.train import file_identity
 
-from distill.compare import load_runs, pct  # noqa: E402
-from distill.metrics import PROTOCOLS  # noqa: E402
-from distill.training import file_identity  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 RESULTS = ROOT / "benchmarks" / "results"
 CURVE_TAGS = ("val/acc", "val/cer", "val/teacher_acc", "val/agreement", "train/loss_ctc")
@@ -43,14 +42,14 @@ def train_command(run: Path) -> str:
     (``ckpt_path=last``) is left out, since it fails where no checkpoint exists yet."""
     f = run / ".hydra" / "overrides.yaml"
     if not f.is_file():
-        return f"(unknown: {_rel(f)} is missing)"
+        return f"(unknown: {relative(f)} is missing)"
     overrides = [o for o in yaml.safe_load(f.read_text()) or [] if o != "ckpt_path=last"]
     if not any(o.startswith("hydra.run.dir=") for o in overrides):
-        overrides.append(f"hydra.run.dir={_rel(run)}")
+        overrides.append(f"hydra.run.dir={relative(run)}")
     return "python train.py " + " ".join(overrides)
 
 
-def _rel(path: Path) -> str:
+def relative(path: Path) -> str:
     """The path as written in a command run from the project root."""
     return os.path.relpath(path.resolve(), ROOT)
 
@@ -64,10 +63,10 @@ def eval_on_devset(run: Path, devset: Path, protocol: str, suffix: str = "") -> 
     out_dir = run / f"eval_{devset.parent.name}{suffix}"
     args = [
         "eval.py",
-        f"ckpt_path={_rel(ckpt)}",
-        f"data.test=[{_rel(devset)}]",
+        f"ckpt_path={relative(ckpt)}",
+        f"data.test=[{relative(devset)}]",
         f"protocol={protocol}",
-        f"hydra.run.dir={_rel(out_dir)}",
+        f"hydra.run.dir={relative(out_dir)}",
     ]
     command = "python " + " ".join(args)
     kept = out_dir / "eval.json"
@@ -116,7 +115,7 @@ def summarize(name: str, run: Path, devset: Path, protocol: str) -> dict:
     dev, dev_cmd = eval_on_devset(run, devset, protocol)
     return {
         "name": name,
-        "run": _rel(run),
+        "run": relative(run),
         "params": m["params"],
         "steps": m["steps"],
         "wall_time_s": m["wall_time_s"],
@@ -225,9 +224,9 @@ def main(argv=None) -> int:
         "synth_val_note": (
             "the fixed synthetic validation lines of each run's config, exact protocol, last step"
         ),
-        "command": "python benchmarks/kd_report.py "
+        "command": "python -m benchmarks.kd_report "
         + " ".join(
-            f"--{k} {_rel(getattr(args, k))}" for k in ("teacher", "kd", "baseline", "devset")
+            f"--{k} {relative(getattr(args, k))}" for k in ("teacher", "kd", "baseline", "devset")
         )
         + f" --protocol {args.protocol} --name {args.name}"
         + (f" --note {json.dumps(args.note)}" if args.note else ""),

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.predict import collect, read_image
+from distill.runtime.predict import collect, read_image
 
 
 def load_labelled(path: str, limit: int = 0) -> tuple[list[Path], list[np.ndarray], list[str]]:

@@ -12,7 +12,7 @@ def write_results(name: str, report: dict, md: str) -> Path:
     """Write the report as JSON and its table as Markdown, print the table. Both say
     which machine measured them (CPU model, cores, the flags that change the figures):
     machines differ by 2x in speed and in which INT8 and bf16 paths they take."""
-    from distill import hardware
+    from distill.core import hardware
 
     report = {**report, "machine": report.get("machine") or hardware.summary()}
     md = md.rstrip("\n") + f"\n\nMachine: {hardware.describe()}.\n"

@@ -2,7 +2,7 @@
 
 The configs ship inside the package (``distill/conf``), so an installed wheel trains,
 exports and teaches exactly as a clone does; the entry points (train.py, ``distill-train``)
-and everything that needs a config group by name (``distill.teach --teacher onnx``, the
+and everything that needs a config group by name (``distill.kd.teach --teacher onnx``, the
 tests) read them from here.
 """
 

@@ -34,7 +34,7 @@ import time
 from datetime import datetime
 from pathlib import Path
 
-from distill import hardware
+from distill.core import hardware
 
 ROOT = Path(__file__).resolve().parent.parent
 LABELLED, UNLABELED, VAL = 300, 2100, 300
@@ -79,7 +79,7 @@ def student_run(out: Path, data: Path, name: str, steps: int, teacher: bool, ext
         *extra,
     ]
     if teacher:
-        cmd += ["teacher=cache", f"teacher.path={data / 'cache'}", f"data.train=[{data / 'cache'}]"]
+        cmd += ["teacher=cache", f"data.train=[{data / 'cache'}]"]
     return cmd
 
 

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def train(cfg: DictConfig) -> float | None:
     """Train a recognizer (alone, or distilled from ``teacher=...``)."""
-    from distill.training import train as run
+    from distill.lit.train import train as run
 
     return run(cfg).get("val/acc")
 
@@ -23,7 +23,7 @@ def train(cfg: DictConfig) -> float | None:
 @hydra.main(version_base="1.3", config_path="conf", config_name="eval")
 def evaluate(cfg: DictConfig) -> None:
     """Score a checkpoint on ``data.test`` sets."""
-    from distill.training import evaluate as run
+    from distill.lit.train import evaluate as run
 
     run(cfg)
 
@@ -31,7 +31,7 @@ def evaluate(cfg: DictConfig) -> None:
 @hydra.main(version_base="1.3", config_path="conf", config_name="export")
 def export(cfg: DictConfig) -> None:
     """ONNX (FP32, INT8) or TorchScript, parity checked."""
-    from distill.export import run_export
+    from distill.export.run import run_export
 
     run_export(cfg)
 

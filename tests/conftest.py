@@ -1,59 +1,19 @@
-import os
+"""Fixtures shared by the test modules (helpers without a fixture live in helpers.py)."""
+
 from pathlib import Path
 
 import cv2
-import numpy as np
 import pytest
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
 
-from distill.config import compose
-
-ROOT = Path(__file__).resolve().parent.parent
-os.environ.setdefault("PROJECT_ROOT", str(ROOT))
-
-# Tiny models and data: every training test must finish in seconds on 2 cores.
-TINY = [
-    "charset=digits",
-    "preprocess.max_width=128",
-    "data.batch_size=8",
-    "data.num_workers=0",
-    "model.net.hidden=32",
-    "model.net.layers=1",
-    "logger=[]",
-]
-TINY_SYNTH = ["data.train.size=32", "data.val.size=8", "data.train.max_chars=6"]
-TINY_STUDENT = [
-    "model=student",
-    "model.net.backbone_args.width=0.5",
-    "model.net.backbone_args.conv5_channels=64",
-]
-
-
-def compose_cfg(name: str, overrides: list[str], out_dir: Path) -> DictConfig:
-    """Compose a real config from conf/ the way the entry points do."""
-    cfg = compose(name, overrides, return_hydra_config=True)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out_dir)
-        cfg.paths.log_dir = str(out_dir)
-        cfg.hydra.runtime.output_dir = str(out_dir)
-        cfg.hydra.job.num = 0
-    HydraConfig().set_config(cfg)
-    return cfg
-
-
-def write_image(path: Path, text_width: int = 64, value: int = 0) -> None:
-    img = np.full((32, text_width, 3), 255, np.uint8)
-    img[10:22, 4 : text_width - 4] = value
-    cv2.imwrite(str(path), img)
+from .helpers import TINY, TINY_STUDENT, TINY_SYNTH, compose_cfg
 
 
 @pytest.fixture
 def label_dir(tmp_path) -> Path:
     """A tiny label file with 6 good images rendered by the synthetic renderer."""
-    from distill.charset import Charset
+    from distill.core.charset import Charset
+    from distill.core.preprocess import PreprocessConfig
     from distill.data.synth import SynthDataset
-    from distill.preprocess import PreprocessConfig
 
     ds = SynthDataset(
         Charset.resolve("digits"),
@@ -82,7 +42,7 @@ def memorized_student(tmp_path_factory) -> dict:
     import lightning as L
     import torch
 
-    from distill.training import make_trainer
+    from distill.lit.train import make_trainer
 
     cfg = compose_cfg(
         "train",
@@ -104,7 +64,7 @@ def memorized_student(tmp_path_factory) -> dict:
     )
     L.seed_everything(cfg.seed)
     datamodule = hydra.utils.instantiate(cfg.data, _convert_="all")
-    from distill.training import build_module
+    from distill.lit.train import build_module
 
     model = build_module(cfg)
     datamodule.setup("fit")
@@ -116,15 +76,3 @@ def memorized_student(tmp_path_factory) -> dict:
     trainer = make_trainer(cfg.trainer, logger=False, enable_checkpointing=False)
     trainer.fit(model, datamodule=datamodule)
     return {"model": model.eval(), "batch": batch, "loss_before": loss_before}
-
-
-def require_fonts(charset: str):
-    """The font library, or a skip naming the package to install when no installed face
-    covers the charset (a machine without CJK fonts skips the Chinese rendering tests)."""
-    from distill.charset import Charset
-    from distill.data.fonts import FontLibrary, missing_font_message
-
-    lib = FontLibrary()
-    if not lib.coverage_of("".join(Charset.resolve(charset).chars), 0.99):
-        pytest.skip(missing_font_message(charset, lib.dirs))
-    return lib

@@ -1,14 +1,8 @@
 """benchmarks/bench_lengths.py: accuracy and CER by label length."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import bench_lengths  # noqa: E402
+from benchmarks import bench_lengths
 
 
 def test_buckets_split_by_normalized_label_length():
@@ -32,7 +26,7 @@ def test_empty_bucket_is_nan_and_scene_protocol_counts_alphanumerics():
 def test_markdown():
     rows = bench_lengths.by_length(["ab", "x"], ["ab", "abcdef"], "exact", [0, 4])
     report = {
-        "command": "python benchmarks/bench_lengths.py x",
+        "command": "python -m benchmarks.bench_lengths x",
         "buckets": [0, 4],
         "sets": [
             {

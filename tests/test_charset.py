@@ -1,6 +1,6 @@
 import pytest
 
-from distill.charset import Charset
+from distill.core.charset import Charset
 
 
 def test_builtins():

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
-from distill.ctc import greedy_decode, greedy_decode_logits, softmax
-from distill.metrics import normalize, score, split_protocol
+from distill.core.ctc import greedy_decode, greedy_decode_logits, softmax
+from distill.core.metrics import normalize, score, split_protocol
 
 
 def one_hot_probs(path, c=4, p=0.9):

@@ -3,8 +3,9 @@ import logging
 import numpy as np
 import pytest
 
-from distill.charset import Charset
 from distill.config import CONF_DIR
+from distill.core.charset import Charset
+from distill.core.preprocess import PreprocessConfig
 from distill.data.augment import TRANSFORMS, Augmenter
 from distill.data.collate import BucketBatchSampler, Collator
 from distill.data.datasets import (
@@ -16,9 +17,8 @@ from distill.data.datasets import (
 )
 from distill.data.synth import FontLibrary, LineRenderer, SynthDataset, TextSource
 from distill.data.tolmdb import label_file_to_lmdb
-from distill.preprocess import PreprocessConfig
 
-from .conftest import require_fonts, write_image
+from .helpers import require_fonts, write_image
 
 PRE = PreprocessConfig(max_width=256)
 DIGITS = Charset.resolve("digits")

@@ -8,21 +8,22 @@ import lightning as L
 import pytest
 import torch
 
-from distill.losses import (
-    DistillationLoss,
-    KLTerm,
+from distill.core.preprocess import valid_frames
+from distill.kd.losses import (
+    FrameKL,
     masked_feature_mse,
     masked_kl,
     mean_kl,
     resample_time,
     topk_kl,
 )
-from distill.module import DistillationModule, argmax_agreement, load_recognizer
-from distill.preprocess import valid_frames
-from distill.teachers import CheckpointTeacher, Outputs, Teacher
-from distill.training import build_module, make_trainer, train
+from distill.kd.outputs import Outputs, TopKOutputs
+from distill.kd.teachers import CheckpointTeacher, Teacher
+from distill.lit.distillation import DistillationModule, argmax_agreement
+from distill.lit.train import build_module, make_trainer, train
+from distill.models.checkpoint import load_network
 
-from .conftest import TINY, TINY_STUDENT, TINY_SYNTH, compose_cfg
+from .helpers import TINY, TINY_STUDENT, TINY_SYNTH, compose_cfg, recipe_loss
 
 # ------------------------------------------------------------------ golden values
 
@@ -106,8 +107,6 @@ def test_topk_kl_equals_the_dense_kl_and_its_gradient(tau, same_frames):
     gradient, whether the loss builds its dense distribution or reads the top-k form:
     confident frames (rest below the 1e-8 floors), unsure ones, classes shared by
     neighbouring frames, resampled or not, and padded frames on both sides."""
-    from distill.teachers import TopKOutputs
-
     torch.manual_seed(0)
     b, t_teacher, c, k = 3, 9, 40, 4
     t_frames = torch.tensor([9, 5, 7])
@@ -125,11 +124,11 @@ def test_topk_kl_equals_the_dense_kl_and_its_gradient(tau, same_frames):
     teacher = TopKOutputs(index, probs, rest, t_frames, c, texts=None, confidences=None)
     dense = Outputs(teacher.logits, t_frames)
     logits = torch.randn(b, t_student, c) * 3
-    term = KLTerm(tau=tau, align="interpolate")
+    term = FrameKL(tau=tau, align="interpolate")
     values, grads = [], []
     for t in (teacher, dense):
         s = logits.clone().requires_grad_()
-        if t is teacher:  # KLTerm reads the top-k form from TOPK_MIN_CLASSES classes on
+        if t is teacher:  # FrameKL reads the top-k form from TOPK_MIN_CLASSES classes on
             loss = topk_kl(teacher, s, s_frames, tau)
         else:
             loss = term(Outputs(s, s_frames), t, {})
@@ -153,17 +152,45 @@ def test_argmax_agreement_counts_teacher_character_frames_only():
     assert agree.tolist() == [2.0, 3.0]  # frames 1 and 3 agree of the 3 character frames
 
 
-def test_formula_repr():
-    loss = DistillationLoss(1.0, 1.0, 0.01, 2.0, feat_channels=(4, 8))
+def test_recipes_build_their_terms_with_the_formula_repr():
+    """Every recipe of distill/conf/kd is built from its yaml, term by term."""
+    loss = recipe_loss("feature", teacher_channels=8)
     assert repr(loss) == "loss = 1*ctc + 1*kl(tau=2) + 0.01*feat"
     assert loss.terms["feat"].adapter.out_channels == 8  # the adapter is the term's own
-    assert repr(DistillationLoss(1.0, 0.5, 0.0, 4, mode="mean")) == (
-        "loss = 1*ctc + 0.5*kl(tau=4, mean)"
+    assert repr(recipe_loss("frame_kl")) == "loss = 1*ctc + 1*kl(tau=2)"
+    assert repr(recipe_loss("labels")) == "loss = 1*ctc"
+    assert repr(recipe_loss("pseudo_frame_kl")) == "loss = 1*ctc + 1*kl(tau=1)"
+    assert repr(recipe_loss("mean_kl", ["kd.terms.kl.weight=0.5", "kd.terms.kl.tau=4"])) == (
+        "loss = 1*ctc + 0.5*kl(tau=4, mean of characters)"
     )
-    with pytest.raises(ValueError, match="kd.mode"):
-        DistillationLoss(mode="avg", w_feat=0)
+    assert repr(recipe_loss("frame_kl", ["kd.terms.kl.weight=0"])) == "loss = 1*ctc"
+    # align=auto follows the teacher: strict when it reads the student's batch
+    assert recipe_loss("frame_kl").terms["kl"].align == "strict"
+    assert recipe_loss("frame_kl", reads_batch=False).terms["kl"].align == "interpolate"
+    with pytest.raises(ValueError, match="align must be one of"):
+        recipe_loss("frame_kl", ["kd.terms.kl.align=sideways"])
     with pytest.raises(ValueError, match="feature map"):
-        DistillationLoss(w_feat=0.1, feat_channels=(4, None))
+        recipe_loss("feature", teacher_channels=None)
+
+
+def test_a_recipe_names_its_mistakes():
+    from distill.kd.recipe import Recipe
+
+    with pytest.raises(ValueError, match=r"unknown setting\(s\) \['w_kl'\]"):
+        Recipe.from_config({"w_kl": 1.0, "terms": {}})
+    with pytest.raises(ValueError, match="kd.ctc_target must be one of"):
+        Recipe.from_config({"ctc_target": "oracle", "terms": {"ctc": {"_target_": "x"}}})
+    with pytest.raises(ValueError, match="kd.terms.kl: no _target_"):
+        Recipe.from_config({"terms": {"kl": {"weight": 1.0}}}).build_loss()
+    assert not Recipe.from_config(compose_kd("labels")).needs_teacher
+    assert Recipe.from_config(compose_kd("pseudo_labels")).needs_teacher  # its readings
+    assert Recipe.from_config(compose_kd("frame_kl")).needs_teacher
+
+
+def compose_kd(name):
+    from distill.config import compose
+
+    return compose("train", [f"kd={name}"]).kd
 
 
 def _batch(width, valid, labels=((1, 2, 3), (4, 4))):
@@ -182,7 +209,7 @@ def _batch(width, valid, labels=((1, 2, 3), (4, 4))):
 def test_padding_invariance_of_every_term():
     """Extra padded columns (garbage logits and features there) change no loss term."""
     g = torch.Generator().manual_seed(1)
-    loss = DistillationLoss(w_ctc=1.0, w_kl=1.0, w_feat=0.5, tau=2.0, feat_channels=(4, 4))
+    loss = recipe_loss("feature", ["kd.terms.feat.weight=0.5"], teacher_channels=4)
     t_valid = 10  # frames of the widest sample (40 px)
     frames = valid_frames(torch.tensor([40, 28]))
     s = Outputs(
@@ -248,7 +275,9 @@ def _distill_cfg(teacher_ckpt, out, *extra):
 
 
 def test_teacher_stays_frozen_and_out_of_checkpoint(teacher_ckpt, tmp_path):
-    cfg = _distill_cfg(teacher_ckpt, tmp_path, "callbacks=model_checkpoint", "kd.ctc_target=auto")
+    cfg = _distill_cfg(
+        teacher_ckpt, tmp_path, "callbacks=model_checkpoint", "kd=feature", "kd.ctc_target=auto"
+    )
     L.seed_everything(0)
     model = build_module(cfg)
     assert isinstance(model, DistillationModule)
@@ -278,8 +307,8 @@ def test_teacher_stays_frozen_and_out_of_checkpoint(teacher_ckpt, tmp_path):
     assert ckpt["distillation"]["teacher"] == str(teacher_ckpt)
     assert ckpt["distillation"]["teacher_fingerprint"] == model.teacher.fingerprint
     # the student alone comes back out of a distillation checkpoint
-    student = load_recognizer(last)
-    assert sum(p.numel() for p in student.parameters()) < 0.1 * sum(
+    student = load_network(last)
+    assert sum(p.numel() for p in student.net.parameters()) < 0.1 * sum(
         before[k].numel() for k in before
     )
     # ... and the whole distillation module, teacher included, with load_from_checkpoint
@@ -291,7 +320,12 @@ def test_teacher_stays_frozen_and_out_of_checkpoint(teacher_ckpt, tmp_path):
 
     # resume from last: continues the distillation run
     cfg = _distill_cfg(
-        teacher_ckpt, tmp_path, "trainer.max_steps=6", "ckpt_path=last", "kd.ctc_target=auto"
+        teacher_ckpt,
+        tmp_path,
+        "trainer.max_steps=6",
+        "ckpt_path=last",
+        "kd=feature",
+        "kd.ctc_target=auto",
     )
     train(cfg)
     ckpt = torch.load(last, map_location="cpu", weights_only=False)
@@ -314,7 +348,7 @@ def test_resume_with_another_teacher_is_refused(teacher_ckpt, tmp_path):
         DistillationModule.load_from_checkpoint(
             tmp_path / "checkpoints" / "last.ckpt",
             teacher={
-                "_target_": "distill.teachers.CheckpointTeacher",
+                "_target_": "distill.kd.teachers.CheckpointTeacher",
                 "ckpt": str(tmp_path / "other.ckpt"),
             },
         )
@@ -347,7 +381,7 @@ def test_skipped_counts_too_long_labels_in_both_modes(teacher_ckpt, tmp_path):
 
 
 def test_fast_dev_run_logs_every_term(teacher_ckpt, tmp_path):
-    cfg = _distill_cfg(teacher_ckpt, tmp_path, "debug=fdr")
+    cfg = _distill_cfg(teacher_ckpt, tmp_path, "debug=fdr", "kd=feature")
     metrics = train(cfg)
     for k in (
         "train/loss",
@@ -393,11 +427,11 @@ def test_t_mismatch_error_and_alignment_options(teacher_ckpt, tmp_path):
     cfg = _distill_cfg(teacher_ckpt, tmp_path)
     build_module(cfg)  # resolves the config in place
     with pytest.raises(ValueError, match=r"teacher T=16, student T=32"):
-        DistillationModule(teacher=half, kd=dict(cfg.kd), **_student_kwargs(cfg))
-    for extra in (["kd.align=interpolate"], ["kd.mode=mean"]):
+        DistillationModule(teacher=half, kd=cfg.kd, **_student_kwargs(cfg))
+    for extra in (["kd.terms.kl.align=interpolate"], ["kd=mean_kl"]):
         cfg = _distill_cfg(teacher_ckpt, tmp_path, *extra)
         build_module(cfg)
-        model = DistillationModule(teacher=half, kd=dict(cfg.kd), **_student_kwargs(cfg))
+        model = DistillationModule(teacher=half, kd=cfg.kd, **_student_kwargs(cfg))
         dm = hydra.utils.instantiate(cfg.data, _convert_="all")
         dm.setup("fit")
         batch = next(iter(dm.train_dataloader()))
@@ -434,13 +468,12 @@ def test_charset_and_preprocess_mismatch_errors(teacher_ckpt, tmp_path):
 
 
 def test_kl_term_reads_the_top_k_form_of_large_charsets_only(monkeypatch):
-    import distill.losses as losses
-    from distill.teachers import TopKOutputs
+    import distill.kd.losses as losses
 
     calls = []
     monkeypatch.setattr(losses, "topk_kl", lambda *a: calls.append(a[0].num_classes) or 0.0)
     frames = torch.tensor([4])
-    for c in (losses.KLTerm.TOPK_MIN_CLASSES, 96):
+    for c in (losses.FrameKL.TOPK_MIN_CLASSES, 96):
         index = torch.arange(8).repeat(1, 4, 1)
         teacher = TopKOutputs(
             index,
@@ -451,5 +484,5 @@ def test_kl_term_reads_the_top_k_form_of_large_charsets_only(monkeypatch):
             None,
             None,
         )
-        losses.KLTerm(tau=1.0)(Outputs(torch.randn(1, 4, c), frames), teacher, {})
-    assert calls == [losses.KLTerm.TOPK_MIN_CLASSES]
+        losses.FrameKL(tau=1.0)(Outputs(torch.randn(1, 4, c), frames), teacher, {})
+    assert calls == [losses.FrameKL.TOPK_MIN_CLASSES]

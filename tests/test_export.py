@@ -9,46 +9,30 @@ import onnx
 import pytest
 import torch
 
-import distill.predict as predict
-from distill.export import check_parity, export_onnx, quantize_dynamic, quantize_static, run_export
-from distill.hardware import has_vnni
-from distill.module import RecognizerModule, load_recognizer
-from distill.onnx_masks import without_frame_masks
-from distill.predict import Recognizer
+import distill.runtime.predict as predict
+from distill.core.hardware import has_vnni
+from distill.export.onnx import export_onnx
+from distill.export.parity import check_parity
+from distill.export.quantize import quantize_dynamic, quantize_static
+from distill.export.run import run_export
+from distill.models.checkpoint import load_network
+from distill.runtime.onnx_masks import without_frame_masks
+from distill.runtime.predict import Recognizer
 
-from .conftest import ROOT, compose_cfg, write_image
-
-NETS = {
-    "teacher": {"backbone": "resnet34", "hidden": 32, "layers": 1},
-    "student": {
-        "backbone": "shufflenet_v2",
-        "hidden": 32,
-        "layers": 2,
-        "backbone_args": {"width": 0.5, "conv5_channels": 64},
-    },
-}
-
-
-def make_ckpt(path, net, charset="ascii", channels=1, max_width=256):
-    torch.manual_seed(0)
-    module = RecognizerModule(
-        net=net, charset=charset, preprocess={"channels": channels, "max_width": max_width}
-    )
-    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
-    return path
+from .helpers import NETS, ROOT, compose_cfg, make_ckpt, write_image
 
 
 @pytest.fixture(scope="module")
 def student_onnx(tmp_path_factory):
     d = tmp_path_factory.mktemp("student")
-    module = load_recognizer(make_ckpt(d / "s.ckpt", NETS["student"]))
+    module = load_network(make_ckpt(d / "s.ckpt", NETS["student"]))
     return export_onnx(module, d / "s.onnx", "tiny-student"), module
 
 
 @pytest.mark.parametrize("kind, max_width", [("teacher", 256), ("student", 1600)])
 def test_export_parity_at_several_widths_and_batches(kind, max_width, tmp_path):
     """The fixed widths plus the model's own max_width: a 1600 px document line too."""
-    module = load_recognizer(make_ckpt(tmp_path / "m.ckpt", NETS[kind], max_width=max_width))
+    module = load_network(make_ckpt(tmp_path / "m.ckpt", NETS[kind], max_width=max_width))
     path = export_onnx(module, tmp_path / "m.onnx", kind)
     report = check_parity(module, path)
     assert report.ok, str(report)
@@ -65,16 +49,16 @@ def test_export_parity_at_several_widths_and_batches(kind, max_width, tmp_path):
 def test_a_line_reads_the_same_alone_and_beside_a_wider_one_in_onnxruntime(tmp_path):
     import onnxruntime as ort
 
-    from distill.export import parity_inputs
+    from distill.export.parity import parity_inputs
 
-    from .test_models import _with_random_statistics
+    from .helpers import with_random_statistics
 
-    module = load_recognizer(make_ckpt(tmp_path / "m.ckpt", NETS["student"]))
-    _with_random_statistics(module.net)
+    module = load_network(make_ckpt(tmp_path / "m.ckpt", NETS["student"]))
+    with_random_statistics(module.net)
     path = export_onnx(module, tmp_path / "m.onnx", "m")
     sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    x, _ = parity_inputs(module.preprocess_cfg, 102, 1)
-    wide, _ = parity_inputs(module.preprocess_cfg, 306, 1, seed=5)
+    x, _ = parity_inputs(module.preprocess, 102, 1)
+    wide, _ = parity_inputs(module.preprocess, 306, 1, seed=5)
     batch = np.zeros((2, 1, 32, 308), np.float32)
     batch[0, :, :, :102], batch[1, :, :, :306] = x[0], wide[0]
     alone = sess.run(None, {"image": x, "widths": np.array([102])})[0]
@@ -100,19 +84,19 @@ def test_a_line_reads_the_same_alone_and_beside_a_wider_one_in_onnxruntime(tmp_p
 
 @pytest.mark.parametrize("kind", ["student", "teacher"])
 def test_lean_graph_is_exact_for_calls_of_equal_frames_only(kind, tmp_path):
-    """The predictor's lean graph (distill/onnx_masks.py) drops the masks at the frame
+    """The predictor's lean graph (distill/runtime/onnx_masks.py) drops the masks at the frame
     stride: exact for one line of any width and for lines of equal frame counts, and
     really different (so never used) when a line is padded by whole frames."""
     import onnxruntime as ort
 
-    from distill.export import parity_inputs
+    from distill.export.parity import parity_inputs
     from distill.models.padding import mixes_columns
-    from distill.onnx_masks import mask_nodes, mask_stride, without_frame_masks
+    from distill.runtime.onnx_masks import mask_nodes, mask_stride, without_frame_masks
 
-    from .test_models import _with_random_statistics
+    from .helpers import with_random_statistics
 
-    module = load_recognizer(make_ckpt(tmp_path / "m.ckpt", NETS[kind]))
-    _with_random_statistics(module.net)
+    module = load_network(make_ckpt(tmp_path / "m.ckpt", NETS[kind]))
+    with_random_statistics(module.net)
     path = export_onnx(module, tmp_path / "m.onnx", "m")
     model = onnx.load(str(path))
     layers = [m for m in module.net.backbone.modules() if mixes_columns(m)]
@@ -127,7 +111,7 @@ def test_lean_graph_is_exact_for_calls_of_equal_frames_only(kind, tmp_path):
         feed = {"image": batch, "widths": np.array(widths)}
         return full.run(None, feed)[0], thin.run(None, feed)[0]
 
-    lines = {w: parity_inputs(module.preprocess_cfg, w, 1, seed=w)[0][0] for w in (101, 103, 306)}
+    lines = {w: parity_inputs(module.preprocess, w, 1, seed=w)[0][0] for w in (101, 103, 306)}
     for w in (101, 103, 306):  # alone, padded to the next multiple of 4 px
         batch = np.zeros((1, 1, 32, -(-w // 4) * 4), np.float32)
         batch[0, :, :, :w] = lines[w]
@@ -157,7 +141,7 @@ def test_lean_graph_is_exact_for_calls_of_equal_frames_only(kind, tmp_path):
 
 def test_parity_check_catches_a_wrong_model(student_onnx, tmp_path):
     path, module = student_onnx
-    other = load_recognizer(make_ckpt(tmp_path / "o.ckpt", NETS["student"]))
+    other = load_network(make_ckpt(tmp_path / "o.ckpt", NETS["student"]))
     with torch.no_grad():
         for p in other.net.head.parameters():
             p.add_(0.5)
@@ -168,13 +152,13 @@ def test_metadata_round_trip(student_onnx):
     path, module = student_onnx
     rec = Recognizer(path)
     assert rec.charset.chars == module.charset.chars and " " in rec.charset
-    assert rec.preprocess_cfg == module.preprocess_cfg
+    assert rec.preprocess_cfg == module.preprocess
     assert rec.blank == 0 and rec.name == "tiny-student"
     assert json.loads(rec.metadata["train_config"])["net"]["backbone"] == "shufflenet_v2"
 
 
 def test_rgb_model_exports(tmp_path):
-    module = load_recognizer(make_ckpt(tmp_path / "m.ckpt", NETS["student"], channels=3))
+    module = load_network(make_ckpt(tmp_path / "m.ckpt", NETS["student"], channels=3))
     path = export_onnx(module, tmp_path / "m.onnx", "rgb")
     assert check_parity(module, path, widths=(64,), batches=(2,)).ok
     img = np.full((20, 60, 3), 200, np.uint8)
@@ -184,23 +168,24 @@ def test_rgb_model_exports(tmp_path):
 def test_int8_readings_agree_with_fp32(memorized_student, tmp_path):
     """INT8 must compute the FP32 function up to rounding: on the lines the model reads
     clearly (not the calibration lines) the readings are the same strings."""
-    from distill.charset import Charset
+    from distill.core.charset import Charset
+    from distill.core.preprocess import pad_batch, preprocess
     from distill.data.synth import SynthDataset
-    from distill.preprocess import pad_batch, preprocess
 
-    module, batch = memorized_student["model"], memorized_student["batch"]
+    module = memorized_student["model"].trained_network()
+    batch = memorized_student["batch"]
     path = export_onnx(module, tmp_path / "m.onnx", "m")
     n = len(batch["labels"])
     lines = [batch["images"][i, :, :, : batch["widths"][i]].numpy() for i in range(n)]
     other = SynthDataset(
         Charset.resolve("digits"),
-        module.preprocess_cfg,
+        module.preprocess,
         size=16,
         seed=99,
         deterministic=True,
         max_chars=6,
     )
-    calib_lines = [preprocess(other.render(i), module.preprocess_cfg) for i in range(16)]
+    calib_lines = [preprocess(other.render(i), module.preprocess) for i in range(16)]
     calib = [pad_batch(calib_lines[i : i + 8]) for i in (0, 8)]
     dyn = quantize_dynamic(path, tmp_path / "dyn.onnx")
     # chosen by this CPU, and the 7-bit weights a CPU without VNNI chooses (safe on all)
@@ -237,7 +222,7 @@ def test_predictor_warns_of_int8_that_saturates_on_this_cpu(
     student_onnx, tmp_path, monkeypatch, capsys
 ):
     """8-bit static INT8 weights on a CPU without VNNI: the user is told, not misread."""
-    import distill.hardware as hardware
+    import distill.core.hardware as hardware
 
     model = onnx.load(str(student_onnx[0]))
     for reduce_range, warned in (("false", True), ("true", False)):
@@ -326,7 +311,7 @@ def test_cli_folder_input_and_bad_model(student_onnx, tmp_path, capsys):
 def test_predict_does_not_import_torch(student_onnx):
     path, _ = student_onnx
     code = (
-        "import sys, distill.predict as p; "
+        "import sys, distill.runtime.predict as p; "
         f"r = p.Recognizer({str(path)!r}); "
         "import numpy as np; r.recognize([np.full((32, 64), 255, np.uint8)]); "
         "assert 'torch' not in sys.modules, 'torch was imported'; print('ok')"
@@ -363,9 +348,9 @@ def test_export_job_with_dynamic_int8(tmp_path, capsys):
 def test_export_job_static_int8_from_the_checkpoints_own_data(tmp_path, capsys):
     """A checkpoint made by train.py carries its data config: no data flags needed, and
     static INT8 is calibrated on validation lines kept apart from the scored ones."""
-    from distill.training import train
+    from distill.lit.train import train
 
-    from .conftest import TINY, TINY_STUDENT, TINY_SYNTH
+    from .helpers import TINY, TINY_STUDENT, TINY_SYNTH
 
     run = tmp_path / "run"
     over = ["debug=limit", *TINY, *TINY_SYNTH, *TINY_STUDENT, "data.val.size=24"]
@@ -404,7 +389,7 @@ def test_export_job_static_int8_from_the_checkpoints_own_data(tmp_path, capsys):
 def test_torchscript_export_reads_lines_in_any_order_with_parity(tmp_path):
     """format=torchscript: the traced module takes unsorted widths (parity batches mix
     them), matches PyTorch, and carries the metadata a libtorch user needs."""
-    from distill.export import read_torchscript_metadata
+    from distill.export.torchscript import read_torchscript_metadata
 
     ckpt = make_ckpt(tmp_path / "s.ckpt", NETS["student"])
     cfg = compose_cfg(
@@ -414,7 +399,7 @@ def test_torchscript_export_reads_lines_in_any_order_with_parity(tmp_path):
     assert summary["parity"] and all(r["ok"] for r in summary["parity"])
     assert {r["batch"] for r in summary["parity"]} == {1, 7}
     meta = read_torchscript_metadata(tmp_path / "s.pt")
-    module = load_recognizer(str(ckpt))
+    module = load_network(str(ckpt))
     assert json.loads(meta["charset"]) == module.charset.chars
     assert meta["input_height"] == "32" and meta["width_per_frame"] == "4"
     # shortest line first: the traced LSTM packs them sorted, the wrapper puts them back
@@ -434,7 +419,7 @@ def test_torchscript_export_reads_lines_in_any_order_with_parity(tmp_path):
 
 
 def test_batches_keep_padding_small():
-    from distill.predict import plan_batches
+    from distill.runtime.predict import plan_batches
 
     # short lines are not padded to the long one; equal lines fill max_batch
     assert plan_batches([100] * 5 + [1500], 32) == [(0, 5), (5, 6)]

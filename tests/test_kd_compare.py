@@ -1,14 +1,8 @@
 """benchmarks/kd_compare.py: runs side by side, and their means over seeds."""
 
-import sys
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import kd_compare  # noqa: E402
+from benchmarks import kd_compare
 
 
 def run(title: str, val_acc: float, dev_acc: float) -> dict:
@@ -44,7 +38,7 @@ def test_markdown_has_the_mean_table_only_when_there_are_seeds():
         "devsets": [("d/set_a/labels.tsv", "exact")],
         "runs": runs,
         "seed_means": kd_compare.seed_means(runs),
-        "command": "python benchmarks/kd_compare.py --name x",
+        "command": "python -m benchmarks.kd_compare --name x",
     }
     md = kd_compare.markdown(report)
     assert "Mean over seeds:" in md
@@ -54,7 +48,7 @@ def test_markdown_has_the_mean_table_only_when_there_are_seeds():
 
 
 def test_train_command_leaves_out_the_resume(tmp_path):
-    import kd_report
+    from benchmarks import kd_report
 
     run = tmp_path / "run"
     (run / ".hydra").mkdir(parents=True)

@@ -2,17 +2,12 @@
 
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-import kd_report  # noqa: E402
-
-from distill.training import file_identity  # noqa: E402
+from benchmarks import kd_report
+from distill.lit.train import file_identity
 
 
 def fake_run(run: Path, synth_acc: float, dev_acc: float, curve: list[float], devset: Path):

@@ -1,16 +1,12 @@
 """benchmarks/labelsets.py: a benchmark's labelled lines, or an exit that names the file."""
 
-import sys
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "benchmarks"))
-
-from labelsets import load_labelled  # noqa: E402
+from benchmarks.labelsets import load_labelled
 
 
 def write_set(tmp_path: Path, lines: list[str]) -> Path:

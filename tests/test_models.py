@@ -3,6 +3,8 @@ import torch
 
 from distill.models import build_model
 
+from .helpers import with_random_statistics
+
 TEACHER = dict(backbone="resnet34", hidden=32, layers=1)
 STUDENT = dict(backbone="shufflenet_v2", hidden=32, layers=1, backbone_args={"width": 0.5})
 
@@ -36,23 +38,12 @@ def test_unknown_backbone():
         build_model(5, backbone="vgg")
 
 
-def _with_random_statistics(model):
-    """Non-trivial BatchNorm statistics, as after training (fresh ones hide leaks)."""
-    g = torch.Generator().manual_seed(0)
-    for m in model.modules():
-        if isinstance(m, torch.nn.BatchNorm2d):
-            m.running_mean.copy_(torch.rand(m.running_mean.shape, generator=g) * 2 - 1)
-            m.running_var.copy_(torch.rand(m.running_var.shape, generator=g) + 0.5)
-            m.bias.data.copy_(torch.rand(m.bias.shape, generator=g) * 2 - 1)
-    return model.eval()
-
-
 @pytest.mark.parametrize("net", [TEACHER, {**STUDENT, "layers": 2}], ids=["teacher", "student"])
 def test_a_line_reads_the_same_alone_and_beside_a_wider_one(net):
     """Padding must not reach the valid frames: not through the convolutions' receptive
     fields, not through the backward LSTM."""
     torch.manual_seed(0)
-    model = _with_random_statistics(build_model(11, **net))
+    model = with_random_statistics(build_model(11, **net))
     line = torch.randn(1, 1, 32, 102)  # not a multiple of 4 on purpose
     wide = torch.randn(1, 1, 32, 306)  # three times wider
     batch = torch.zeros(2, 1, 32, 308)
@@ -71,7 +62,7 @@ def test_a_line_reads_the_same_alone_and_beside_a_wider_one(net):
 
 
 def test_frame_count_mismatch_raises_instead_of_clamping():
-    from distill.preprocess import check_frames, valid_frames
+    from distill.core.preprocess import check_frames, valid_frames
 
     assert valid_frames(102) == 26 and valid_frames(102, 8) == 13
     check_frames(26, 104, 4)

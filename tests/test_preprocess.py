@@ -2,7 +2,7 @@ import cv2
 import numpy as np
 import pytest
 
-from distill.preprocess import (
+from distill.core.preprocess import (
     ImageError,
     PreprocessConfig,
     load_image,

@@ -20,7 +20,7 @@ from distill.pruning.plan import (
     sensitivity,
 )
 
-from .conftest import TINY, TINY_STUDENT, TINY_SYNTH, compose_cfg
+from .helpers import TINY, TINY_STUDENT, TINY_SYNTH, compose_cfg
 
 NET = dict(
     backbone="shufflenet_v2",
@@ -152,9 +152,9 @@ def test_largest_ratio_reads_the_drop_curve_between_tested_ratios():
 
 
 def synthetic_batches(n=16):
-    from distill.charset import Charset
+    from distill.core.charset import Charset
+    from distill.core.preprocess import PreprocessConfig
     from distill.data.synth import SynthDataset
-    from distill.preprocess import PreprocessConfig
 
     ds = SynthDataset(
         Charset.resolve("digits"),
@@ -169,7 +169,7 @@ def synthetic_batches(n=16):
 
 
 def test_sensitivity_has_every_group_and_ratio_and_the_plan_meets_its_target():
-    from distill.charset import Charset
+    from distill.core.charset import Charset
 
     net = tiny_net()
     batches = synthetic_batches()
@@ -206,10 +206,10 @@ def test_changed_shapes_rebuild_the_pruned_network():
 def test_pruned_checkpoint_fine_tunes_resumes_evaluates_and_exports(tmp_path, label_dir):
     """prune.py on a real checkpoint; train.py init_ckpt= fine-tunes it (a step, then a
     resume); eval and export (parity, INT8) load it like any checkpoint."""
-    from distill.export import run_export
-    from distill.module import load_recognizer
+    from distill.export.run import run_export
+    from distill.lit.train import evaluate, train
+    from distill.models.checkpoint import load_network
     from distill.pruning.run import run_prune
-    from distill.training import evaluate, train
 
     base = [
         "debug=limit",
@@ -238,12 +238,18 @@ def test_pruned_checkpoint_fine_tunes_resumes_evaluates_and_exports(tmp_path, la
     pruned = prune_dir / "pruned.ckpt"
     assert (prune_dir / "sensitivity.json").is_file() and (prune_dir / "sensitivity.png").is_file()
     assert info["after_no_finetune"]["params"] <= 0.75 * info["before"]["params"]
-    module = load_recognizer(str(pruned))
+    module = load_network(str(pruned))
     assert sum(p.numel() for p in module.net.parameters()) == info["after_no_finetune"]["params"]
 
     # fine-tune with the unpruned model as teacher: one run, then a resume
     ft_dir = tmp_path / "finetune"
-    ft = [*base, f"init_ckpt={pruned}", f"teacher.ckpt={original}", "kd.w_feat=0.1"]
+    ft = [
+        *base,
+        f"init_ckpt={pruned}",
+        f"teacher.ckpt={original}",
+        "kd=feature",
+        "kd.terms.feat.weight=0.1",
+    ]
     train(compose_cfg("train", ft, ft_dir))
     train(
         compose_cfg(
@@ -255,7 +261,7 @@ def test_pruned_checkpoint_fine_tunes_resumes_evaluates_and_exports(tmp_path, la
     last = ft_dir / "checkpoints" / "last.ckpt"
     ckpt = torch.load(last, map_location="cpu", weights_only=False)
     assert ckpt["global_step"] == 3
-    tuned = load_recognizer(str(last))
+    tuned = load_network(str(last))
     assert sum(p.numel() for p in tuned.net.parameters()) == info["after_no_finetune"]["params"]
     assert not torch.equal(tuned.net.head.weight, module.net.head.weight)  # it trained
 
@@ -281,7 +287,7 @@ def test_pruned_checkpoint_fine_tunes_resumes_evaluates_and_exports(tmp_path, la
 
 
 def test_init_ckpt_of_another_architecture_is_a_clear_error(tmp_path):
-    from distill.training import build_module
+    from distill.lit.train import build_module
 
     ckpt = tmp_path / "other.ckpt"
     torch.save({"hyper_parameters": {"net": {**NET, "hidden": 24}}, "state_dict": {}}, ckpt)

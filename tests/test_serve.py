@@ -21,13 +21,16 @@ pytest.importorskip(
 )
 import httpx  # noqa: E402
 
-from distill.export import export_onnx  # noqa: E402
-from distill.module import load_recognizer  # noqa: E402
-from distill.predict import Recognizer  # noqa: E402
-from distill.serve.app import ServeSettings, create_app  # noqa: E402
+from distill.export.onnx import export_onnx  # noqa: E402
+from distill.models.checkpoint import load_network  # noqa: E402
+from distill.runtime.predict import Recognizer  # noqa: E402
+from distill.runtime.serve.app import ServeSettings, create_app  # noqa: E402
 
-from .conftest import ROOT  # noqa: E402
-from .test_export import NETS, make_ckpt  # noqa: E402
+from .helpers import (  # noqa: E402
+    NETS,
+    ROOT,  # noqa: E402
+    make_ckpt,
+)
 
 URL = "/api/v1/ocr"
 
@@ -35,7 +38,7 @@ URL = "/api/v1/ocr"
 @pytest.fixture(scope="module")
 def model_path(tmp_path_factory):
     d = tmp_path_factory.mktemp("serve")
-    module = load_recognizer(make_ckpt(d / "s.ckpt", NETS["student"]))
+    module = load_network(make_ckpt(d / "s.ckpt", NETS["student"]))
     return export_onnx(module, d / "s.onnx", "tiny-student")
 
 
@@ -222,8 +225,8 @@ import sys
 for name in {TRAINING_ONLY!r}:
     sys.modules[name] = None  # any import of it now raises ImportError
 import asyncio, base64, httpx, cv2, numpy as np
-from distill.predict import Recognizer
-from distill.serve.app import create_app
+from distill.runtime.predict import Recognizer
+from distill.runtime.serve.app import create_app
 img = np.full((20, 60, 3), 255, np.uint8); img[5:15, 5:55] = 0
 data = base64.b64encode(cv2.imencode(".png", img)[1].tobytes()).decode()
 async def main():
@@ -270,7 +273,7 @@ def page_png() -> bytes:
 
 def test_a_page_is_read_line_by_line_with_boxes_in_reading_order(model_path):
     pytest.importorskip("rapidocr", reason="page mode's detector: pip install -e '.[page]'")
-    from distill.serve.pages import TextDetector
+    from distill.runtime.serve.pages import TextDetector
 
     rec = Recognizer(model_path)
     sizes = []

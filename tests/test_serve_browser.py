@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 pytest.importorskip(
     "fastapi", reason="the server extra is not installed: pip install -e '.[serve]'"
@@ -38,8 +38,8 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
-from distill.predict import Recognizer, read_image  # noqa: E402
-from distill.serve.app import create_app  # noqa: E402
+from distill.runtime.predict import Recognizer, read_image  # noqa: E402
+from distill.runtime.serve.app import create_app  # noqa: E402
 
 MODEL = ROOT / "models" / "en_student.onnx"
 SAMPLE = ROOT / "data" / "samples" / "img" / "000.png"
@@ -126,7 +126,7 @@ def test_the_page_shows_the_text_of_an_uploaded_line(browser, tmp_path):
 
 def test_the_page_draws_the_boxes_of_a_whole_page(browser, tmp_path):
     pytest.importorskip("rapidocr", reason="page mode's detector: pip install -e '.[page]'")
-    from distill.serve.pages import TextDetector
+    from distill.runtime.serve.pages import TextDetector
 
     lines = [read_image(ROOT / "data" / "samples" / "img" / f"00{i}.png") for i in range(4)]
     scaled = [cv2.resize(x, (int(x.shape[1] * 40 / x.shape[0]), 40)) for x in lines]

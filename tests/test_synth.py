@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import ImageFont
 
-from distill.charset import Charset
+from distill.core.charset import Charset
+from distill.core.preprocess import PreprocessConfig, check_frames, preprocess, valid_frames
 from distill.data.fonts import (
     HELDOUT_FONTS,
     Face,
@@ -23,9 +24,8 @@ from distill.data.fonts import (
 from distill.data.render import PROFILES
 from distill.data.synth import SynthDataset, parse_profiles
 from distill.data.text import TextSource
-from distill.preprocess import PreprocessConfig, check_frames, preprocess, valid_frames
 
-from .conftest import ROOT, require_fonts
+from .helpers import ROOT, require_fonts
 
 LONG = PreprocessConfig(max_width=1600)
 
@@ -230,7 +230,7 @@ def test_font_installer_is_idempotent(tmp_path):
 
 
 def test_teacher_cache_renders_synthetic_lines_of_a_profile():
-    from distill.teach import source_items
+    from distill.kd.teach import source_items
 
     cs = Charset.resolve("ascii")
     docs = source_items("synth:12:en:document", cs)

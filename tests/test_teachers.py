@@ -5,58 +5,18 @@ from pathlib import Path
 
 import lmdb
 import numpy as np
-import onnx
 import pytest
 import torch
-from torch import nn
 
-from distill.charset import Charset
-from distill.module import ctc_texts
-from distill.onnx_teacher import OnnxTeacher, VocabularyMap
-from distill.teach import Item, pack_topk, teach, unpack_topk
-from distill.teachers import CachedTeacher, Outputs
-from distill.training import train
+from distill.core.charset import Charset
+from distill.kd.cache import CachedDataset, CachedTeacher, pack_topk, unpack_topk
+from distill.kd.onnx import OnnxTeacher, VocabularyMap
+from distill.kd.outputs import Outputs
+from distill.kd.targets import ctc_texts
+from distill.kd.teach import Item, teach
+from distill.lit.train import train
 
-from .conftest import TINY, TINY_STUDENT, TINY_SYNTH, compose_cfg
-
-# a teacher dictionary unlike the student's digits: letters, CJK, a full-width digit
-# and comma, and a duplicate; the space class comes after it
-TEACHER_CHARS = list("0123456789abc") + ["中", "文", "１", "，", "5"]
-
-
-class TinyRecognizer(nn.Module):
-    """A PaddleOCR-shaped CTC recognizer: [N, 3, 24, W] -> softmax [N, W / 6, classes]."""
-
-    def __init__(self, classes: int, rate: int = 6, height: int = 24, fixed_frames=None):
-        super().__init__()
-        self.conv = nn.Conv2d(3, classes, kernel_size=(height, rate), stride=(height, rate))
-        self.fixed = fixed_frames
-
-    def forward(self, x):
-        y = self.conv(x)[:, :, 0]  # [N, classes, T]
-        if self.fixed:  # not a CTC model: as many frames whatever the width
-            y = y.mean(-1, keepdim=True).repeat(1, 1, self.fixed)
-        return y.permute(0, 2, 1).softmax(-1)
-
-
-def export_tiny(path: Path, classes: int, chars=TEACHER_CHARS, **kw) -> Path:
-    torch.manual_seed(0)
-    model = TinyRecognizer(classes, **kw).eval()
-    torch.onnx.export(
-        model,
-        (torch.randn(2, 3, 24, 96),),
-        str(path),
-        input_names=["x"],
-        output_names=["probs"],
-        dynamic_axes={"x": {0: "N", 3: "W"}, "probs": {0: "N", 1: "T"}},
-        opset_version=17,
-        dynamo=False,
-    )
-    m = onnx.load(str(path))
-    entry = m.metadata_props.add()
-    entry.key, entry.value = "character", "\n".join(chars)
-    onnx.save(m, str(path))
-    return path
+from .helpers import TEACHER_CHARS, TINY, TINY_STUDENT, TINY_SYNTH, compose_cfg, export_tiny
 
 
 @pytest.fixture(scope="module")
@@ -175,9 +135,9 @@ def _onnx_cfg(tiny_teacher, out, *extra, synth=True):
 @pytest.mark.parametrize(
     "kd",
     [
-        ["kd.ctc_target=teacher"],  # sequence-level: its readings as CTC targets
-        ["kd.align=interpolate"],  # frame KL, resampled line by line
-        ["kd.mode=mean", "kd.blank_in_mean=false"],  # time-averaged character distributions
+        ["kd=pseudo_labels", "kd.ctc_target=teacher"],  # its readings as CTC targets
+        ["kd=frame_kl"],  # frame KL, resampled line by line (align: auto)
+        ["kd=mean_kl"],  # time-averaged character distributions
     ],
     ids=["pseudo-labels", "frame-kl", "mean-kl"],
 )
@@ -225,7 +185,7 @@ def test_topk_packing_round_trip():
 
 
 def _items(label_dir, unlabeled: bool = False):
-    from distill.labelfile import read_label_file
+    from distill.core.labelfile import read_label_file
 
     pairs, _ = read_label_file(label_dir / "gt.txt")
     items = [Item(str(p), p.read_bytes, None if unlabeled else lab) for p, lab in pairs]
@@ -282,12 +242,15 @@ def test_cache_write_read_and_resume(tiny_teacher, tmp_path, label_dir, monkeypa
     assert b"broken.png" in rows[b"bad-000000001"]
 
     # read back as a dataset: images, real labels, and the teacher's stored outputs
+    from distill.core.preprocess import PreprocessConfig
     from distill.data.datasets import LmdbDataset
-    from distill.preprocess import PreprocessConfig
 
-    ds = LmdbDataset(tmp_path / "whole", Charset.resolve("digits"), PreprocessConfig())
+    plain = LmdbDataset(tmp_path / "whole", Charset.resolve("digits"), PreprocessConfig())
+    assert "teacher_cache" not in plain[0]  # a DTRB reader: the cache is attached beside it
+    ds = CachedDataset.open(tmp_path / "whole", Charset.resolve("digits"), PreprocessConfig())
     sample = ds[0]
     assert sample["label"] is not None and set(sample["teacher_cache"]) >= {"index", "probs"}
+    assert ds.labels == plain.labels and len(ds) == len(plain) == 6
     cached = CachedTeacher(str(tmp_path / "whole"))
     cached.bind(Charset.resolve("digits"), 32)
     out = cached({"teacher_cache": [ds[i]["teacher_cache"] for i in range(2)]})
@@ -296,7 +259,7 @@ def test_cache_write_read_and_resume(tiny_teacher, tmp_path, label_dir, monkeypa
     assert torch.allclose(out.logits.exp().sum(-1)[valid], torch.ones(int(valid.sum())), atol=1e-4)
     # a cache for another charset is refused
     with pytest.raises(ValueError, match="charset 'digits', not 'ascii'"):
-        LmdbDataset(tmp_path / "whole", Charset.resolve("ascii"), PreprocessConfig())
+        CachedDataset.open(tmp_path / "whole", Charset.resolve("ascii"), PreprocessConfig())
 
 
 def test_training_from_the_cache_of_unlabeled_images(tiny_teacher, tmp_path, label_dir):
@@ -310,8 +273,7 @@ def test_training_from_the_cache_of_unlabeled_images(tiny_teacher, tmp_path, lab
             "debug=fdr",
             *TINY,
             *TINY_STUDENT,
-            "teacher=cache",
-            f"teacher.path={cache}",
+            "teacher=cache",  # its path: the first training source
             "data=lmdb",
             f"data.train=[{cache}]",
             f"data.val=[{label_dir / 'gt.txt'}]",
@@ -327,7 +289,7 @@ def test_training_from_the_cache_of_unlabeled_images(tiny_teacher, tmp_path, lab
 def test_teach_cli(tiny_teacher, tmp_path, label_dir, capsys):
     """The command: a teacher config composed as train.py composes it (teacher=onnx takes
     its defaults from ppocrv6), --set overrides, a source, shards, and clear errors."""
-    import distill.teach as cli
+    import distill.kd.teach as cli
 
     teacher = ["--teacher", "onnx", "--set", f"path={tiny_teacher}", "--set", "min_width=48"]
     args = [*teacher, "--charset", "digits", "--source", str(label_dir / "gt.txt")]
@@ -360,7 +322,7 @@ def test_teach_cli(tiny_teacher, tmp_path, label_dir, capsys):
 def test_metrics_name_the_teacher_of_every_kind(overrides, expected, tmp_path):
     """metrics.json's distilled_from names what the run learned from, a cache or an
     ONNX file as much as a checkpoint."""
-    from distill.teachers import teacher_source
+    from distill.kd.teachers import teacher_source
 
     cfg = compose_cfg("train", overrides, tmp_path)
     assert teacher_source(cfg.get("teacher")) == expected

@@ -12,17 +12,54 @@ import torch
 from omegaconf import OmegaConf
 
 from distill.config import config_names as group_options
-from distill.module import RecognizerModule
-from distill.training import build_module, evaluate, make_trainer, train
+from distill.lit.recognizer import RecognizerModule
+from distill.lit.train import build_module, evaluate, make_trainer, train
 
-from .conftest import ROOT, TINY, TINY_STUDENT, TINY_SYNTH, compose_cfg
+from .helpers import (
+    NETS,
+    ROOT,
+    TEACHER_CHARS,
+    TINY,
+    TINY_STUDENT,
+    TINY_SYNTH,
+    compose_cfg,
+    export_tiny,
+    make_ckpt,
+)
+
+
+def _stand_in_sources(cfg, charset: str, root: Path) -> None:
+    """Make the generated sources a data config names (PP-OCRv6's label caches, the real
+    crops' val splits) as tiny stand-ins: a cache of the sample lines, the sample file."""
+    import shutil
+
+    samples = ROOT / "data" / "samples"
+    for source in [*cfg.data.train, *cfg.data.val]:
+        path = Path(source)
+        if path.exists():
+            continue
+        if path.suffix in (".tsv", ".txt"):
+            shutil.copytree(samples / "img", path.parent / "img")
+            shutil.copy(samples / "gt.txt", path)
+        else:
+            cache = root / f"cache_{charset}"
+            if not cache.exists():
+                _cache(cache, charset)
+            shutil.copytree(cache, path)
 
 
 @pytest.mark.parametrize("data", group_options("data"))
 def test_every_data_config_instantiates(data, tmp_path):
     # the sample label file shipped in data/samples is English: keep the ascii charset
     tiny = [o for o in TINY if not o.startswith("charset=")]
-    cfg = compose_cfg("train", [f"data={data}", *tiny], tmp_path)
+    charset = "zh" if data.endswith("_zh") else "ascii"
+    generated = data.startswith("ppocrv6_")  # PP-OCRv6's caches (make ppocrv6-cache)
+    over = [f"data={data}", *tiny, f"charset={charset}"]
+    if generated:  # stand-ins under tmp_path
+        over.append(f"paths.data_dir={tmp_path / 'data'}")
+    cfg = compose_cfg("train", over, tmp_path)
+    if generated:
+        _stand_in_sources(cfg, charset, tmp_path)
     dm = hydra.utils.instantiate(cfg.data, _convert_="all")
     if data in ("synth",):
         dm.train_sources[0].keywords["size"] = 8  # keep the test quick
@@ -32,6 +69,8 @@ def test_every_data_config_instantiates(data, tmp_path):
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["images"].shape[:3] == (batch["images"].shape[0], 1, 32)
+    if generated:  # a cache's samples carry its teacher's outputs
+        assert all(c is not None for c in batch["teacher_cache"])
 
 
 MODELS = [m for m in group_options("model") if not m.endswith("_base")]
@@ -57,24 +96,11 @@ def test_model_configs_are_named_by_architecture_over_a_shared_base(tmp_path):
         build_module(compose_cfg("train", ["model=crnn_base"], tmp_path))
 
 
-def _ascii_teacher(path: Path) -> Path:
-    """A ResNet34-CRNN checkpoint with the English experiments' charset and preprocessing."""
-    module = RecognizerModule(
-        net={"backbone": "resnet34", "hidden": 32, "layers": 1},
-        charset="ascii",
-        preprocess={"max_width": 256},
-    )
-    torch.save({"hyper_parameters": dict(module.hparams), "state_dict": module.state_dict()}, path)
-    return path
-
-
 def _cache(path: Path, charset: str = "ascii") -> Path:
     """A teacher-label cache for ``charset``, written by a tiny ONNX teacher."""
-    from distill.charset import Charset
-    from distill.onnx_teacher import OnnxTeacher
-    from distill.teach import source_items, teach
-
-    from .test_teachers import TEACHER_CHARS, export_tiny
+    from distill.core.charset import Charset
+    from distill.kd.onnx import OnnxTeacher
+    from distill.kd.teach import source_items, teach
 
     onnx_path = export_tiny(path.parent / "tiny_rec.onnx", len(TEACHER_CHARS) + 2)
     teacher = OnnxTeacher(str(onnx_path), min_width=48, name="tiny")
@@ -88,7 +114,6 @@ def _cache(path: Path, charset: str = "ascii") -> Path:
 def stand_in_teacher(tmp_path_factory):
     """The overrides of a tiny stand-in for a teacher kind (the teachers the experiments
     name do not exist in a test), each made once for all the experiments."""
-    from .test_teachers import TEACHER_CHARS, export_tiny
 
     root = tmp_path_factory.mktemp("teachers")
     made: dict[tuple, list[str]] = {}
@@ -97,7 +122,7 @@ def stand_in_teacher(tmp_path_factory):
         key = (kind, charset if kind == "CachedTeacher" else None)
         if key not in made:
             if kind == "CheckpointTeacher":
-                made[key] = [f"teacher.ckpt={_ascii_teacher(root / 't.ckpt')}"]
+                made[key] = [f"teacher.ckpt={make_ckpt(root / 't.ckpt', NETS['teacher'])}"]
             elif kind == "CachedTeacher":
                 made[key] = [f"teacher.path={_cache(root / f'cache_{charset}', charset)}"]
             else:
@@ -113,8 +138,9 @@ def test_every_experiment_builds_the_module_it_trains(experiment, tmp_path, stan
     """An experiment composes into the very module train() fits: a distillation
     experiment into a DistillationModule with its teacher, the others into the model
     they name, with the experiment's network, preprocessing and data."""
-    from distill.module import DistillationModule
-    from distill.teachers import teacher_requested
+    from distill.kd.recipe import Recipe
+    from distill.kd.teachers import teacher_requested
+    from distill.lit.distillation import DistillationModule
 
     # generated data and teachers are looked for under tmp_path, where there are none
     base = [f"experiment={experiment}", f"paths.data_dir={tmp_path}"]
@@ -128,14 +154,15 @@ def test_every_experiment_builds_the_module_it_trains(experiment, tmp_path, stan
         )
         base.append(f"init_ckpt={init}")
         cfg = compose_cfg("train", base, tmp_path)
-    kind = cfg.teacher._target_.rsplit(".", 1)[-1]
+    kind = cfg.teacher._target_.rsplit(".", 1)[-1] if "_target_" in cfg.teacher else None
     runs = []
-    if not teacher_requested(cfg.teacher):
+    with_teacher = teacher_requested(cfg.teacher) and Recipe.from_config(cfg.kd).needs_teacher
+    if not with_teacher:  # no teacher, or a recipe that uses none (kd=labels)
         runs.append((cfg, False))
     elif kind != "OnnxTeacher":  # (whether the ONNX one is installed depends on the machine)
         with pytest.raises(FileNotFoundError, match=r"not found"):  # names the missing file
             build_module(cfg)
-    if teacher_requested(cfg.teacher):
+    if with_teacher:
         over = stand_in_teacher(kind, cfg.charset)
         runs.append((compose_cfg("train", [*base, *over], tmp_path), True))
     elif experiment == "demo":  # the demo distills it from its label cache too
@@ -261,7 +288,7 @@ def test_resume_from_last_and_eval(tmp_path, label_dir, capsys):
 
 
 def test_warmup_cosine_schedule_hand_computed():
-    from distill.module import warmup_cosine
+    from distill.lit.schedules import warmup_cosine
 
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=2.0)
     sched = warmup_cosine(opt, total_steps=100, warmup_ratio=0.1, min_lr_ratio=0.01)
@@ -281,7 +308,7 @@ def test_warmup_cosine_schedule_hand_computed():
 
 
 def test_precision_auto_follows_the_hardware(monkeypatch):
-    import distill.training as training
+    import distill.lit.train as training
 
     monkeypatch.setattr(training, "native_bf16", lambda accelerator: True)
     assert training.resolve_precision("auto") == "bf16-mixed"
@@ -428,7 +455,7 @@ def test_progress_line_prints_the_mean_loss_since_the_previous_line(monkeypatch,
     every step since the previous line, not the last step's."""
     from types import SimpleNamespace
 
-    from distill.callbacks import ThroughputMonitor
+    from distill.lit.callbacks import ThroughputMonitor
 
     monkeypatch.setattr("sys.stdout.isatty", lambda: False)
     mon = ThroughputMonitor(print_every=2)

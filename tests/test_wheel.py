@@ -9,7 +9,7 @@ import zipfile
 
 import pytest
 
-from .conftest import ROOT
+from .helpers import ROOT
 
 pytestmark = pytest.mark.slow
 
@@ -50,7 +50,7 @@ def test_the_wheel_carries_charsets_and_configs(wheel):
         "distill/conf/train.yaml",
         "distill/conf/teacher/onnx.yaml",
         "distill/conf/experiment/demo.yaml",
-        "distill/serve/page.html",
+        "distill/runtime/serve/page.html",
     ):
         assert f in names, f
     assert not any(n.startswith(("tests/", "benchmarks/")) for n in names)
@@ -75,7 +75,7 @@ def test_a_fresh_install_reads_a_line_and_resolves_the_builtin_charsets(wheel, t
     print(res.stdout)
     assert '"acc"' in res.stdout and "img/000.png" in res.stdout
     check = (
-        "import distill, distill.charset as c, distill.config as k; "
+        "import distill, distill.core.charset as c, distill.config as k; "
         "assert 'site-packages' in distill.__file__, distill.__file__; "
         "print(len(c.Charset.resolve('ascii')), len(c.Charset.resolve('zh')), "
         "(k.CONF_DIR / 'train.yaml').is_file())"
@@ -89,7 +89,7 @@ def test_a_fresh_install_reads_a_line_and_resolves_the_builtin_charsets(wheel, t
 def test_the_training_entry_point_runs_outside_a_clone(tmp_path):
     """``distill-train`` is distill.entry:train: from any folder it finds its configs in
     the package and writes its run under that folder (paths.root_dir)."""
-    from .conftest import TINY, TINY_STUDENT, TINY_SYNTH
+    from .helpers import TINY, TINY_STUDENT, TINY_SYNTH
 
     env = {k: v for k, v in os.environ.items() if k != "PROJECT_ROOT"}
     res = run(

@@ -6,8 +6,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from distill.charset import Charset
-from distill.preprocess import pad_batch
+from distill.core.charset import Charset
+from distill.core.preprocess import pad_batch
 
 
 def encode_targets(texts: list[str | None], charset: Charset) -> dict[str, torch.Tensor]:

@@ -8,11 +8,11 @@ from collections.abc import Callable
 import lightning as L
 from torch.utils.data import DataLoader
 
-from distill.charset import Charset
+from distill.core.charset import Charset
+from distill.core.preprocess import PreprocessConfig
 from distill.data.augment import Augmenter
 from distill.data.collate import BucketBatchSampler, Collator
 from distill.data.datasets import ConcatDataset, MixedDataset, open_dataset
-from distill.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +55,10 @@ class OCRDataModule(L.LightningDataModule):
     - ``val``: one or more sources, concatenated (``val/acc`` picks the checkpoint);
     - ``test``: each source is its own test set with its own metrics.
     Labels with characters outside the charset follow ``unknown`` for train and val
-    and ``test_unknown`` (default ``keep``: they count as errors) for test.
+    and ``test_unknown`` (default ``keep``: they count as errors) for test. ``opener``
+    makes a dataset of a source (default :func:`open_dataset`; the data configs give
+    :func:`distill.kd.cache.open_with_cache`, which puts a label cache's stored teacher
+    outputs beside each sample).
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class OCRDataModule(L.LightningDataModule):
         seed: int = 0,
         teacher_view: str | None = None,
         labels_from_teacher: bool = False,
+        opener: Callable | None = None,
     ):
         super().__init__()
         self.charset = Charset.resolve(charset)
@@ -89,12 +93,13 @@ class OCRDataModule(L.LightningDataModule):
         self.augment = Augmenter(**augment) if augment is not None else None
         # set by train() from the teacher: the raw view it reads, and whether it labels
         self.teacher_view, self.labels_from_teacher = teacher_view, labels_from_teacher
+        self.opener = opener or open_dataset
         self.train_set = self.val_set = None
         self.test_sets: list = []
 
     def _open(self, sources, unknown, augment=None, teacher_view=None) -> list:
         return [
-            open_dataset(s, self.charset, self.preprocess_cfg, unknown, augment, teacher_view)
+            self.opener(s, self.charset, self.preprocess_cfg, unknown, augment, teacher_view)
             for s in sources
         ]
 
@@ -162,3 +167,28 @@ class OCRDataModule(L.LightningDataModule):
 
     def test_dataloader(self):
         return [self._loader(d, self.eval_batch_size, False, encode=False) for d in self.test_sets]
+
+
+def validation_set(data: dict | None, charset: Charset, preprocess: PreprocessConfig, why: str):
+    """The validation dataset of a data config (e.g. the one a checkpoint was trained
+    with), read with the given charset and preprocessing, without augmentation; ``why``
+    names the job that needs it in the errors."""
+    import hydra
+
+    if not data:
+        raise ValueError(
+            f"{why} needs validation data: this checkpoint carries no data config; "
+            "give one, e.g. data=labelfile 'data.val=[FILE]'"
+        )
+    datamodule = hydra.utils.instantiate(
+        data,
+        charset=charset.to_dict(),
+        preprocess=preprocess.to_dict(),
+        augment=None,
+        num_workers=0,
+        _convert_="all",
+    )
+    datamodule.setup("validate")
+    if datamodule.val_set is None:
+        raise ValueError(f"{why} needs validation data (data.val)")
+    return datamodule.val_set

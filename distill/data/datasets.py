@@ -10,17 +10,23 @@ augmented one the student sees).
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import warnings
 from pathlib import Path
 
 import numpy as np
 
-from distill.charset import UNKNOWN_POLICIES, Charset
-from distill.labelfile import read_label_file
-from distill.preprocess import ImageError, PreprocessConfig, decode_image, load_image, preprocess
+from distill.core.charset import UNKNOWN_POLICIES, Charset
+from distill.core.labelfile import read_label_file
+from distill.core.preprocess import (
+    ImageError,
+    PreprocessConfig,
+    decode_image,
+    load_image,
+    preprocess,
+)
+from distill.core.sources import IMAGE_SUFFIXES, image_files, is_image_file, source_kind
+from distill.data.lmdb import NUM_SAMPLES, open_env, read_lmdb, sample_key
 
 log = logging.getLogger(__name__)
 
@@ -170,54 +176,13 @@ class LabelFileDataset(_ImageDataset):
         return self._finish(lambda: load_image(p), str(p), self.labels[i])
 
 
-def is_lmdb(path: str | Path) -> bool:
-    return (Path(path) / "data.mdb").is_file()
-
-
-_LMDB_ENVS: dict[tuple[int, str], object] = {}
-
-
-def _lmdb_env(path: Path):
-    """One read-only environment per folder and process: LMDB refuses to open the same
-    folder twice in a process (train and val may share it), and a handle cannot cross
-    into DataLoader workers, which therefore open their own."""
-    import lmdb
-
-    key = (os.getpid(), str(path.resolve()))
-    if key not in _LMDB_ENVS:
-        _LMDB_ENVS[key] = lmdb.open(
-            str(path), readonly=True, lock=False, readahead=False, meminit=False
-        )
-    return _LMDB_ENVS[key]
-
-
-def read_lmdb(path: Path, read):
-    """``read(txn)`` on an LMDB without keeping it open in this process (unless it is
-    open already): DataLoader workers are forked from this process, and LMDB refuses to
-    open in a child a folder that its parent holds open."""
-    import lmdb
-
-    key = (os.getpid(), str(path.resolve()))
-    if key in _LMDB_ENVS:
-        with _LMDB_ENVS[key].begin() as txn:
-            return read(txn)
-    env = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False)
-    try:
-        with env.begin() as txn:
-            return read(txn)
-    finally:
-        env.close()
-
-
 class LmdbDataset(_ImageDataset):
     """DTRB layout: ``num-samples``, ``image-%09d``, ``label-%09d``, 1-based keys.
 
     Labels are read once at start (for filtering and width bucketing); the environment
-    is reopened lazily in each DataLoader worker. A teacher-label cache (written by
-    ``python -m distill.teach``) is an LMDB too: its samples also carry the teacher's
-    stored outputs (``teacher_cache``), and images that had no real label (no
-    ``gt-%09d`` key) come unlabeled, as from a folder, with the teacher's reading at hand.
-    """
+    is reopened lazily in each DataLoader worker. ``keys`` holds the LMDB key of each
+    kept sample (what a label cache attached beside it looks its outputs up by);
+    ``labels`` given replace the stored ones (None: an unlabeled sample)."""
 
     def __init__(
         self,
@@ -227,39 +192,25 @@ class LmdbDataset(_ImageDataset):
         unknown: str = "skip",
         augment=None,
         teacher_view=None,
+        labels: list[str | None] | None = None,
     ):
         super().__init__(preprocess_cfg, augment, teacher_view)
         self.path = Path(path)
-        if not is_lmdb(self.path):
-            raise FileNotFoundError(f"not an LMDB folder (no data.mdb): {self.path}")
-
-        def read_labels(txn):
-            raw = txn.get(b"num-samples")
-            if raw is None:
-                raise ValueError(f"{self.path}: LMDB has no 'num-samples' key (not DTRB layout)")
-            meta = txn.get(b"teacher-meta")
-            meta = json.loads(meta) if meta is not None else None
-            labels = []
-            for k in range(1, int(raw) + 1):
-                lab = txn.get(b"label-%09d" % k)
-                lab = lab.decode("utf-8") if lab is not None else ""
-                if meta is not None and txn.get(b"gt-%09d" % k) is None:
-                    lab = None  # the stored label is the teacher's reading
-                labels.append(lab)
-            return meta, labels
-
-        self.teacher_meta, labels = read_lmdb(self.path, read_labels)
-        if self.teacher_meta is not None and self.teacher_meta["charset"]["chars"] != charset.chars:
-            raise ValueError(
-                f"{self.path}: teacher outputs stored for charset "
-                f"{self.teacher_meta['charset']['name']!r}, not {charset.name!r}: write the "
-                "cache with the student's charset (python -m distill.teach --charset ...)"
-            )
+        self.charset, self.unknown = charset, unknown
+        if labels is None:
+            labels = read_lmdb(self.path, lambda txn: self.read_labels(txn, self.path))
         idx, self.labels = filter_labels(labels, charset, unknown, str(self.path))
         self.keys = [i + 1 for i in idx]
 
-    def _open(self):
-        return _lmdb_env(self.path)
+    @staticmethod
+    def read_labels(txn, path) -> list[str]:
+        """Every stored label, in key order (key k at index k - 1)."""
+        raw = txn.get(NUM_SAMPLES)
+        if raw is None:
+            raise ValueError(f"{path}: LMDB has no 'num-samples' key (not DTRB layout)")
+        return [
+            (txn.get(sample_key("label", k)) or b"").decode("utf-8") for k in range(1, int(raw) + 1)
+        ]
 
     @property
     def name(self) -> str:
@@ -270,34 +221,13 @@ class LmdbDataset(_ImageDataset):
         source = f"{self.path}:image-{key:09d}"
 
         def read():
-            with self._open().begin() as txn:
-                data = txn.get(b"image-%09d" % key)
+            with open_env(self.path).begin() as txn:
+                data = txn.get(sample_key("image", key))
             if data is None:
                 raise ImageError(f"{source}: missing key")
             return decode_image(data, source)
 
-        sample = self._finish(read, source, self.labels[i])
-        if sample is not None and self.teacher_meta is not None:
-            sample["teacher_cache"] = self._teacher_outputs(key)
-        return sample
-
-    def _teacher_outputs(self, key: int) -> dict:
-        from distill.teach import unpack_topk
-
-        with self._open().begin() as txn:
-            text = txn.get(b"teacher-text-%09d" % key)
-            conf = txn.get(b"teacher-conf-%09d" % key)
-            topk = txn.get(b"teacher-topk-%09d" % key)
-        idx, p = unpack_topk(topk)
-        return {
-            "text": text.decode("utf-8") if text is not None else None,
-            "confidence": float(conf) if conf is not None else 0.0,
-            "index": idx,
-            "probs": p,
-        }
-
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
+        return self._finish(read, source, self.labels[i])
 
 
 class FolderDataset(_ImageDataset):
@@ -311,10 +241,10 @@ class FolderDataset(_ImageDataset):
     ):
         super().__init__(preprocess_cfg, augment, teacher_view)
         self.path = Path(path)
-        self.paths = sorted(p for p in self.path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        self.paths = image_files(self.path)
         if not self.paths:
             raise EmptyDatasetError(
-                f"{self.path}: folder holds no image ({sorted(IMAGE_SUFFIXES)})"
+                f"{self.path}: folder holds no image ({', '.join(IMAGE_SUFFIXES)})"
             )
         self.labels = [None] * len(self.paths)
         self._lengths: list[int] | None = None
@@ -363,12 +293,18 @@ def open_dataset(
             teacher_view=teacher_view,
         )
     path = Path(str(source))
-    if is_lmdb(path):
+    kind = source_kind(path)
+    if kind == "lmdb":
         return LmdbDataset(path, charset, preprocess_cfg, unknown, augment, teacher_view)
-    if path.is_file():
-        return LabelFileDataset(path, charset, preprocess_cfg, unknown, augment, teacher_view)
-    if path.is_dir():
+    if kind == "folder":
         return FolderDataset(path, preprocess_cfg, augment, teacher_view)
+    if kind == "image" and is_image_file(path):
+        raise ValueError(
+            f"data source {path}: one image; a data source is a label file, an LMDB folder "
+            "or a folder of images"
+        )
+    if kind != "missing":  # a label file (its reader names what is wrong with it)
+        return LabelFileDataset(path, charset, preprocess_cfg, unknown, augment, teacher_view)
     raise FileNotFoundError(
         f"data source not found: {path} (expected a label file, an LMDB folder or a folder "
         "of images)"

@@ -304,7 +304,7 @@ class FontLibrary:
 
 
 def main(argv=None) -> None:
-    from distill.charset import BUILTINS, Charset
+    from distill.core.charset import BUILTINS, Charset
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--dirs", nargs="*", help="font folders (default: matplotlib + system)")

@@ -13,10 +13,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from distill.charset import Charset
+from distill.core.charset import Charset
+from distill.core.preprocess import PreprocessConfig, preprocess
 from distill.data.augment import Augmenter
 from distill.data.synth import PROFILES, SynthDataset
-from distill.preprocess import PreprocessConfig, preprocess
 
 # the training augmentations of distill/conf/data/synth.yaml
 SYNTH_AUGMENT = dict(

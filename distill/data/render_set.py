@@ -19,10 +19,10 @@ from pathlib import Path
 import cv2
 from rich.progress import track
 
-from distill.charset import Charset
+from distill.core.charset import Charset
+from distill.core.preprocess import PreprocessConfig
 from distill.data.fonts import FONT_SETS
 from distill.data.synth import PROFILES, SynthDataset
-from distill.preprocess import PreprocessConfig
 
 DEFAULT_SEED = 90210  # not a training seed: the texts differ from any training run's
 

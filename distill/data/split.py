@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.labelfile import read_label_file
+from distill.core.labelfile import read_label_file
 
 
 def split_label_file(path: Path, out: Path, val: int, seed: int = 0) -> dict[str, int]:

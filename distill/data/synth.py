@@ -16,7 +16,8 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from distill.charset import Charset
+from distill.core.charset import Charset
+from distill.core.preprocess import PreprocessConfig
 from distill.data.datasets import check_teacher_view, make_sample
 from distill.data.fonts import (
     DEFAULT_FONT_EXCLUDE,
@@ -28,7 +29,6 @@ from distill.data.fonts import (
 )
 from distill.data.render import PROFILES, CleanRenderer, LineRenderer, Renderer
 from distill.data.text import TextSource
-from distill.preprocess import PreprocessConfig
 
 log = logging.getLogger(__name__)
 

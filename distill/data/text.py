@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from distill.charset import Charset
+from distill.core.charset import Charset
 
 MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 KINDS = ("words", "pattern", "entity", "sentence", "document", "scene")

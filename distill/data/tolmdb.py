@@ -12,11 +12,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import lmdb
 from rich.progress import track
 
-from distill.labelfile import read_label_file
-from distill.preprocess import ImageError, decode_image
+from distill.core.labelfile import read_label_file
+from distill.core.preprocess import ImageError, decode_image
+from distill.data.lmdb import LmdbWriter
 
 
 def label_file_to_lmdb(label_file: str | Path, out_dir: str | Path, check: bool = True) -> dict:
@@ -25,11 +25,10 @@ def label_file_to_lmdb(label_file: str | Path, out_dir: str | Path, check: bool 
     pairs, malformed = read_label_file(label_file)
     if malformed:
         raise ValueError(f"{label_file}:{malformed[0]}: expected 'relative/path<TAB>label'")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    size = sum(p.stat().st_size for p, _ in pairs if p.is_file()) * 2 + (64 << 20)
-    env = lmdb.open(str(out_dir), map_size=size)
-    skipped, k = [], 0
-    with env.begin(write=True) as txn:
+    skipped = []
+    with LmdbWriter(out_dir) as out:
+        if out.count:
+            raise ValueError(f"{out_dir} holds {out.count} samples already: write to a new folder")
         for path, label in track(pairs, description=f"writing {out_dir}"):
             try:
                 data = path.read_bytes()
@@ -38,12 +37,10 @@ def label_file_to_lmdb(label_file: str | Path, out_dir: str | Path, check: bool 
             except (OSError, ImageError) as e:
                 skipped.append(f"{path}: {e}")
                 continue
-            k += 1
-            txn.put(b"image-%09d" % k, data)
-            txn.put(b"label-%09d" % k, label.encode("utf-8"))
-        txn.put(b"num-samples", str(k).encode())
-    env.close()
-    return {"written": k, "skipped": len(skipped), "skipped_files": skipped}
+            out.add(data, label)
+        out.commit()
+        written = out.count
+    return {"written": written, "skipped": len(skipped), "skipped_files": skipped}
 
 
 def main(argv=None) -> int:

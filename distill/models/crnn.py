@@ -6,10 +6,10 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from distill.core.preprocess import check_frames, valid_frames
 from distill.models.backbones import build_backbone
 from distill.models.padding import PaddingMask
 from distill.models.resize import apply_shapes
-from distill.preprocess import check_frames, valid_frames
 
 
 class CRNN(nn.Module):

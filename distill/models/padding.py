@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from distill.preprocess import valid_frames
+from distill.core.preprocess import valid_frames
 
 
 def mixes_columns(module: nn.Module) -> bool:
@@ -43,7 +43,7 @@ class PaddingMask:
         self._masks: dict[int, torch.Tensor] = {}
         self.strides: dict[nn.Module, int] = {}
         # the stride of each mask in the order an export trace applied them: export.py
-        # names the mask nodes with them (distill/onnx_masks.py)
+        # names the mask nodes with them (distill/runtime/onnx_masks.py)
         self.traced_strides: list[int] = []
         layers = [m for m in body.modules() if mixes_columns(m)]
         seen: dict[nn.Module, int] = {}

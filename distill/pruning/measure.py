@@ -8,9 +8,9 @@ import time
 import torch
 from torch import nn
 
-from distill.ctc import greedy_decode
-from distill.metrics import score
-from distill.preprocess import pad_batch, valid_frames
+from distill.core.ctc import greedy_decode
+from distill.core.metrics import score
+from distill.core.preprocess import pad_batch, valid_frames
 
 
 def count_params(net: nn.Module) -> int:

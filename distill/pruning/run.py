@@ -11,10 +11,11 @@ import json
 import logging
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
 
+from distill.data.datamodule import validation_set
 from distill.models import build_model
+from distill.models.checkpoint import TrainedNetwork, load_network, save_network
 from distill.models.resize import changed_shapes
 from distill.pruning.measure import Batches, model_figures, torch_latency_ms
 from distill.pruning.plan import (
@@ -30,44 +31,30 @@ log = logging.getLogger(__name__)
 MODES = ("sensitivity", "global")
 
 
-def save_pruned(source_ckpt: str, module, net, out: Path, info: dict) -> Path:
+def save_pruned(trained: TrainedNetwork, net, out: Path, info: dict) -> Path:
     """A checkpoint that rebuilds ``net``: the source's hyper-parameters with the changed
     shapes added to the network config, and the pruned weights."""
-    ckpt = torch.load(source_ckpt, map_location="cpu", weights_only=False)
-    hp = dict(ckpt["hyper_parameters"])
-    net_cfg = {k: v for k, v in dict(hp["net"]).items() if k != "pruned_shapes"}
-    reference = build_model(module.charset.num_classes, **net_cfg)
-    hp["net"] = {**net_cfg, "pruned_shapes": changed_shapes(net, reference)}
-    pruned = {
-        "hyper_parameters": hp,
-        "state_dict": {f"net.{k}": v for k, v in net.state_dict().items()},
-        "pruning": info,
-        "pytorch-lightning_version": ckpt.get("pytorch-lightning_version"),
-    }
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(pruned, out)
-    return out
+    net_cfg = {k: v for k, v in trained.net_config.items() if k != "pruned_shapes"}
+    reference = build_model(trained.charset.num_classes, **net_cfg)
+    hp = {**trained.hparams, "net": {**net_cfg, "pruned_shapes": changed_shapes(net, reference)}}
+    return save_network(out, hp, net, {"pruning": info})
 
 
 def run_prune(cfg) -> dict:
-    from distill.export import validation_set
-    from distill.module import load_recognizer
-
     ckpt = Path(cfg.ckpt)
-    if not ckpt.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {ckpt}")
     if cfg.mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {cfg.mode!r}")
-    module = load_recognizer(str(ckpt))
-    net = module.net
-    shape = (module.preprocess_cfg.height, module.preprocess_cfg.channels)
+    trained = load_network(ckpt)
+    net = trained.net
+    shape = (trained.preprocess.height, trained.preprocess.channels)
     skip = list(cfg.get("skip") or [])
     round_to = int(cfg.get("round_to") or 1)
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
 
     data = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else None
-    ds = validation_set(data, module, "pruning (to measure accuracy)")
+    data = data or trained.hparams.get("data")
+    ds = validation_set(data, trained.charset, trained.preprocess, "pruning (to measure accuracy)")
     samples = [ds[i] for i in range(min(len(ds), cfg.eval_samples))]
     batches = Batches([s for s in samples if s is not None])
     log.info("validation: %d lines of %s", batches.n, ds.name)
@@ -88,7 +75,7 @@ def run_prune(cfg) -> dict:
         else:
             ratios = [float(r) for r in cfg.ratios]
             table = sensitivity(
-                net, batches, module.charset, module.protocol, shape, ratios, skip, round_to
+                net, batches, trained.charset, trained.protocol, shape, ratios, skip, round_to
             )
             table["ckpt"] = str(ckpt)
             table_path.write_text(json.dumps(table, indent=1) + "\n")
@@ -105,11 +92,11 @@ def run_prune(cfg) -> dict:
 
     before = {
         **model_figures(net, *shape),
-        "acc": batches.accuracy(net, module.charset, module.protocol)["acc"],
+        "acc": batches.accuracy(net, trained.charset, trained.protocol)["acc"],
     }
     after = {
         **model_figures(pruned, *shape),
-        "acc": batches.accuracy(pruned, module.charset, module.protocol)["acc"],
+        "acc": batches.accuracy(pruned, trained.charset, trained.protocol)["acc"],
     }
     before["torch_ms"] = torch_latency_ms(net, *shape)
     after["torch_ms"] = torch_latency_ms(pruned, *shape)
@@ -126,7 +113,7 @@ def run_prune(cfg) -> dict:
         "validation": {"set": ds.name, "lines": batches.n},
     }
     out = Path(cfg.out) if cfg.get("out") else out_dir / "pruned.ckpt"
-    save_pruned(str(ckpt), module, pruned, out, info)
+    save_pruned(trained, pruned, out, info)
     (out_dir / "plan.json").write_text(json.dumps(info, indent=1) + "\n")
 
     print(f"\npruned {ckpt} ({cfg.mode}: {how}; target {target})")

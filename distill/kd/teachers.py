@@ -11,62 +11,18 @@ still distills from the same teacher.
 from __future__ import annotations
 
 import hashlib
-import json
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from distill.charset import Charset
-from distill.ctc import greedy_decode
-from distill.preprocess import PreprocessConfig, valid_frames
+from distill.core.charset import Charset
+from distill.core.ctc import greedy_decode
+from distill.core.preprocess import PreprocessConfig, valid_frames
+from distill.kd.outputs import Outputs
+from distill.models.checkpoint import load_network
 
 # fields that change what a teacher sees when it reads the student's batch
 INPUT_FIELDS = ("height", "channels", "mean", "std")
-
-
-@dataclass
-class Outputs:
-    """What a model said about a batch: ``logits`` [B, T, C] over the student's classes
-    (logits or log-probabilities: every term applies a softmax), ``frames`` [B] the
-    frames that see real pixels, optionally the backbone ``feat`` map [B, C', H', T];
-    a teacher also gives its readings (``texts`` in the student's characters, None
-    where it cannot be written with them; ``confidences``) and ``stats`` to log."""
-
-    logits: torch.Tensor
-    frames: torch.Tensor
-    feat: torch.Tensor | None = None
-    texts: list[str | None] | None = None
-    confidences: list[float] | None = None
-    stats: dict[str, float] = field(default_factory=dict)
-
-
-class TopKOutputs(Outputs):
-    """A teacher's frames as its top-k posteriors, the rest of each frame's mass spread
-    evenly over the other classes (what a label cache stores): ``index`` and ``probs``
-    [B, T', k], ``rest`` [B, T'] the probability of each class outside the top-k.
-
-    The frame KL reads this form directly (``losses.topk_kl``): a dense [B, T', C]
-    tensor over the 6,892 Chinese classes costs more than the student's own forward
-    and backward passes. ``logits`` (log-probabilities) is built on first use only."""
-
-    def __init__(self, index, probs, rest, frames, num_classes: int, texts, confidences):
-        self.index, self.probs, self.rest = index, probs, rest
-        self.num_classes = num_classes
-        self.frames, self.feat, self.texts, self.confidences = frames, None, texts, confidences
-        self.stats = {}
-        self._dense: torch.Tensor | None = None
-
-    @property
-    def logits(self) -> torch.Tensor:
-        if self._dense is None:
-            b, t, _ = self.probs.shape
-            dense = self.rest[..., None].expand(b, t, self.num_classes).clone()
-            dense.scatter_(-1, self.index, self.probs)
-            dense /= dense.sum(-1, keepdim=True).clamp(min=1e-8)
-            self._dense = dense.clamp(min=1e-8).log()
-        return self._dense
 
 
 class Teacher:
@@ -141,14 +97,12 @@ class CheckpointTeacher(Teacher):
     feature-MSE term."""
 
     def __init__(self, ckpt: str):
-        from distill.module import load_recognizer
-
         if not ckpt or not Path(ckpt).is_file():
             raise FileNotFoundError(f"teacher.ckpt not found: {ckpt}")
-        module = load_recognizer(str(ckpt))
-        self.net = module.net.requires_grad_(False).eval()
-        self.charset = module.charset
-        self.preprocess = module.preprocess_cfg
+        trained = load_network(ckpt)
+        self.net = trained.net.requires_grad_(False).eval()
+        self.charset = trained.charset
+        self.preprocess = trained.preprocess
         self.width_per_frame = self.net.width_per_frame
         self.feat_channels = self.net.backbone.out_channels
         self.fingerprint = weights_fingerprint(self.net)
@@ -160,7 +114,7 @@ class CheckpointTeacher(Teacher):
         return self
 
     def bind(self, student: Charset, student_height: int) -> None:
-        _same_charset(self, student)
+        same_charset(self, student)
 
     def __call__(self, batch: dict) -> Outputs:
         self.net.eval()  # frozen: BatchNorm and dropout always in inference mode
@@ -172,12 +126,18 @@ class CheckpointTeacher(Teacher):
         return Outputs(logits, frames, feat, texts, [c for _, c in decoded])
 
 
-def build_teacher(cfg: dict) -> Teacher:
-    """Instantiate a teacher config, surfacing the teacher's own error (a missing file, a
-    wrong model) instead of Hydra's wrapper around it."""
+def build_teacher(cfg) -> Teacher | None:
+    """The teacher a ``teacher`` config asks for, or None when it names no model
+    (:func:`teacher_requested`); the teacher's own error (a missing file, a wrong model)
+    surfaces instead of Hydra's wrapper around it."""
     from hydra.errors import InstantiationException
     from hydra.utils import instantiate
+    from omegaconf import DictConfig, OmegaConf
 
+    if not teacher_requested(cfg):
+        return None
+    if isinstance(cfg, DictConfig):
+        cfg = OmegaConf.to_container(cfg, resolve=True)
     try:
         return instantiate(cfg, _convert_="all")
     except InstantiationException as e:
@@ -186,76 +146,12 @@ def build_teacher(cfg: dict) -> Teacher:
         raise
 
 
-def _same_charset(teacher: Teacher, student: Charset) -> None:
+def same_charset(teacher: Teacher, student: Charset) -> None:
     if student.chars != teacher.charset.chars:
         raise ValueError(
             f"teacher charset ({teacher.source}: {teacher.charset.name}, {len(teacher.charset)} "
             f"chars) differs from the student's ({student.name}, {len(student)} chars): "
             "distill with the teacher's charset"
-        )
-
-
-class CachedTeacher(Teacher):
-    """A teacher's outputs stored by ``python -m distill.teach``: nothing runs during
-    training. ``path``: one of the cache LMDBs (it says which teacher, charset and frame
-    rate); train on the cache LMDBs, whose samples carry the outputs."""
-
-    def __init__(self, path: str):
-        from distill.data.datasets import read_lmdb
-
-        env_path = Path(path)
-        if not (env_path / "data.mdb").is_file():
-            raise FileNotFoundError(f"teacher cache not found (no data.mdb): {path}")
-        raw = read_lmdb(env_path, lambda txn: txn.get(b"teacher-meta"))
-        if raw is None:
-            raise ValueError(
-                f"{path}: an LMDB without teacher outputs: write one with distill.teach"
-            )
-        meta = json.loads(raw)
-        self.meta = meta
-        self.charset = Charset.resolve(meta["charset"])
-        self.preprocess = None
-        self.width_per_frame = float(meta["width_per_frame"])
-        self.fingerprint = meta["fingerprint"]
-        self.source = f"cache of {meta['source']}"
-        self.config = {"_target_": f"{__name__}.CachedTeacher", "path": str(path)}
-        self.device = torch.device("cpu")
-
-    def to(self, device) -> CachedTeacher:
-        self.device = torch.device(device)
-        return self
-
-    def bind(self, student: Charset, student_height: int) -> None:
-        _same_charset(self, student)
-
-    def can_read(self, batch: dict) -> bool:
-        return bool(batch.get("teacher_cache")) and all(batch["teacher_cache"])
-
-    def __call__(self, batch: dict) -> Outputs:
-        if not self.can_read(batch):
-            raise ValueError(
-                "a batch without stored teacher outputs: with teacher=cache, train on the "
-                "cache LMDBs written by distill.teach only"
-            )
-        items = batch["teacher_cache"]
-        frames = [len(it["index"]) for it in items]
-        c, k = self.charset.num_classes, max(it["index"].shape[1] for it in items)
-        index = np.zeros((len(items), max(frames), k), np.int64)
-        probs = np.zeros((len(items), max(frames), k), np.float32)
-        for b, it in enumerate(items):
-            f, kb = it["index"].shape
-            index[b, :f, :kb], probs[b, :f, :kb] = it["index"], it["probs"]
-        # the mass outside the stored top-k, spread over the other classes
-        rest = np.clip(1.0 - probs.sum(-1), 0, None) / max(c - k, 1)
-        to = lambda a: torch.from_numpy(a).to(self.device)  # noqa: E731
-        return TopKOutputs(
-            to(index),
-            to(probs),
-            to(rest),
-            torch.tensor(frames, dtype=torch.long, device=self.device),
-            c,
-            texts=[it["text"] for it in items],
-            confidences=[it["confidence"] for it in items],
         )
 
 

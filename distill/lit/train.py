@@ -13,7 +13,7 @@ from lightning.pytorch.callbacks import LearningRateMonitor
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from distill.callbacks import WallClock
+from distill.lit.callbacks import WallClock
 
 log = logging.getLogger(__name__)
 # printed once per run by Lightning's pytree helper with this torch; nothing to act on
@@ -59,23 +59,19 @@ def _log_config(trainer: L.Trainer, cfg: DictConfig) -> None:
         )
 
 
-def build_teacher(cfg: DictConfig):
-    """The teacher the config asks for (``teacher.ckpt=PATH``, ...), or None."""
-    from distill.teachers import build_teacher as build
-    from distill.teachers import teacher_requested
-
-    if not teacher_requested(cfg.get("teacher")):
-        return None
-    return build(cfg.teacher)
-
-
 def prepare(cfg: DictConfig):
     """Fix what the run's config leaves open, in place: the preprocessing (the values the
-    user set, the rest from the teacher, else the built-in defaults) and the precision.
-    Returns the teacher (or None), built once."""
-    from distill.teachers import resolve_preprocess
+    user set, the rest from the teacher, else the built-in defaults). Returns the
+    teacher, built once, or None when the run has none or its recipe uses none."""
+    from distill.kd.recipe import Recipe
+    from distill.kd.teachers import build_teacher, resolve_preprocess, teacher_requested
 
-    teacher = build_teacher(cfg)
+    teacher = None
+    if teacher_requested(cfg.get("teacher")):
+        if Recipe.from_config(cfg.get("kd")).needs_teacher:
+            teacher = build_teacher(cfg.teacher)
+        else:
+            log.info("kd recipe uses no teacher: training on the labels alone")
     resolved = resolve_preprocess(OmegaConf.to_container(cfg.preprocess, resolve=True), teacher)
     with open_dict(cfg):
         cfg.preprocess = resolved.to_dict()
@@ -99,19 +95,16 @@ def init_network(cfg: DictConfig) -> dict | None:
     """``init_ckpt=PATH``: the network of another checkpoint (a pruned one, or any to
     fine-tune) starts this run: its shapes go into ``model.net`` (so this run's
     checkpoints rebuild it) and its weights are returned. Optimizer and step start anew."""
+    from distill.models.checkpoint import network_weights, read_checkpoint
+
     path = cfg.get("init_ckpt")
     if not path:
         return None
-    import torch
-
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"init_ckpt not found: {path}")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
     try:
-        net = dict(ckpt["hyper_parameters"]["net"])
-        state = ckpt["state_dict"]
-    except KeyError as e:
-        raise ValueError(f"init_ckpt {path}: not a checkpoint of this framework (no {e})") from None
+        ckpt = read_checkpoint(path)
+    except (FileNotFoundError, ValueError) as e:
+        raise type(e)(f"init_ckpt: {e}") from None
+    net = dict(ckpt["hyper_parameters"]["net"])
     shapes = net.pop("pruned_shapes", None)
     ours = OmegaConf.to_container(cfg.model.net, resolve=True)
     ours.pop("pruned_shapes", None)
@@ -126,7 +119,7 @@ def init_network(cfg: DictConfig) -> dict | None:
         )
     with open_dict(cfg):
         cfg.model.net.pruned_shapes = shapes
-    return {k[len("net.") :]: v for k, v in state.items() if k.startswith("net.")}
+    return network_weights(ckpt)
 
 
 def make_module(cfg: DictConfig, teacher) -> L.LightningModule:
@@ -150,12 +143,13 @@ def _make_module(cfg: DictConfig, teacher) -> L.LightningModule:
     data = OmegaConf.to_container(cfg.data, resolve=True)
     if teacher is None:
         return hydra.utils.instantiate(cfg.model, data=data, _recursive_=False)
-    from distill.module import DistillationModule
+    from distill.kd.recipe import Recipe
+    from distill.lit.distillation import DistillationModule
 
     student = OmegaConf.to_container(cfg.model, resolve=True)
     student.pop("_target_", None)
-    kd = OmegaConf.to_container(cfg.kd, resolve=True) if cfg.get("kd") else {}
-    return DistillationModule(teacher=teacher, kd=kd, data=data, **student)
+    recipe = Recipe.from_config(cfg.get("kd"))
+    return DistillationModule(teacher=teacher, kd=recipe, data=data, **student)
 
 
 def native_bf16(accelerator: str) -> bool:
@@ -165,7 +159,7 @@ def native_bf16(accelerator: str) -> bool:
 
     if accelerator in ("gpu", "cuda") or (accelerator == "auto" and torch.cuda.is_available()):
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    from distill.hardware import has_native_bf16
+    from distill.core.hardware import has_native_bf16
 
     return has_native_bf16()
 
@@ -213,7 +207,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         trainer.test(model, datamodule=datamodule, ckpt_path=best or None)
         metrics.update({k: float(v) for k, v in trainer.callback_metrics.items()})
     if not trainer.fast_dev_run:
-        from distill.teachers import teacher_source
+        from distill.kd.teachers import teacher_source
 
         summary = {
             "metrics": metrics,
@@ -222,7 +216,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
             "steps": trainer.global_step,
             "wall_time_s": round(clock.elapsed, 1),  # every resumed part of the run
             "params": n_params,
-            "distilled_from": teacher_source(cfg.get("teacher")),
+            "distilled_from": teacher_source(cfg.get("teacher")) if teacher else None,
         }
         _report(trainer, summary, cfg)
     return metrics
@@ -265,10 +259,10 @@ def evaluate(cfg: DictConfig) -> dict[str, dict]:
     """Score a checkpoint on each ``data.test`` set; returns {set name: metrics}. The
     global rank 0 prints them as JSON and keeps them, with the checkpoint, dev set and
     protocol they were computed for, in ``<output dir>/eval.json``."""
-    from distill.module import load_recognizer
+    from distill.lit.recognizer import RecognizerModule
 
     ckpt = resolve_ckpt_path(cfg.ckpt_path, cfg.paths.output_dir)
-    model = load_recognizer(ckpt)
+    model = RecognizerModule.from_checkpoint_file(ckpt)
     if cfg.get("protocol"):
         model.protocol = cfg.protocol
     if not cfg.data.get("test"):

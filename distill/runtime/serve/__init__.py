@@ -3,5 +3,5 @@
 ``app`` builds the FastAPI application (REST API, health, Prometheus metrics),
 ``batcher`` groups concurrent requests into batches, ``cache`` remembers results of
 repeated images, ``inputs`` checks what clients send before any of it reaches the
-model. Inference is the torch-free :class:`distill.predict.Recognizer`.
+model. Inference is the torch-free :class:`distill.runtime.predict.Recognizer`.
 """

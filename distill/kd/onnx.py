@@ -20,9 +20,12 @@ import cv2
 import numpy as np
 import torch
 
-from distill.charset import Charset
-from distill.ctc import greedy_decode, softmax
-from distill.teachers import Outputs, Teacher
+from distill.core.charset import Charset
+from distill.core.ctc import greedy_decode, softmax
+from distill.core.preprocess import pad_batch
+from distill.data.datasets import check_teacher_view
+from distill.kd.outputs import Outputs
+from distill.kd.teachers import Teacher
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +185,6 @@ class OnnxTeacher(Teacher):
     ):
         import onnxruntime as ort
 
-        from distill.data.datasets import check_teacher_view
-
         check_teacher_view(view)
         if channel_order not in ("bgr", "rgb"):
             raise ValueError(f"teacher.channel_order must be bgr or rgb, got {channel_order!r}")
@@ -301,13 +302,8 @@ class OnnxTeacher(Teacher):
     def read(self, images: list[np.ndarray]) -> dict:
         """Run on raw images: teacher probabilities [N, T, teacher classes], valid frames,
         and the teacher's own readings (text in its dictionary, confidence)."""
-        arrays = [self.prepare(img) for img in images]
-        widths = np.array([a.shape[2] for a in arrays])
         step = self.teacher_width_per_frame
-        width = max(self.min_width, int(-(-widths.max() // step) * step))
-        batch = np.zeros((len(arrays), self.channels, self.height, width), np.float32)
-        for i, a in enumerate(arrays):
-            batch[i, :, :, : a.shape[2]] = a
+        batch, widths = pad_batch([self.prepare(img) for img in images], step, self.min_width)
         y = self.session.run(None, {self.input_name: batch})[0]
         probs = y if self.outputs_probs else softmax(y)
         frames = np.minimum(-(-widths // step) + self.frame_margin, probs.shape[1])

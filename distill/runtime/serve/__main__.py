@@ -42,8 +42,8 @@ def main(argv=None) -> None:
 
     import uvicorn
 
-    from distill.predict import Recognizer
-    from distill.serve.app import ServeSettings, create_app
+    from distill.runtime.predict import Recognizer
+    from distill.runtime.serve.app import ServeSettings, create_app
 
     if not args.threads:
         args.threads = max(1, (os.cpu_count() or 2) - 1)
@@ -56,7 +56,7 @@ def main(argv=None) -> None:
     )  # fmt: skip
     detector = None
     if args.detector:
-        from distill.serve.pages import DetectorMissing, TextDetector
+        from distill.runtime.serve.pages import DetectorMissing, TextDetector
 
         try:
             detector = TextDetector(args.detector, threads=args.threads)

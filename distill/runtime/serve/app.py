@@ -25,10 +25,10 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 
-from distill.preprocess import preprocess
-from distill.serve.batcher import DynamicBatcher, QueueFull
-from distill.serve.cache import ResultCache, image_key
-from distill.serve.inputs import MAX_IMAGES, BadInput, decode_upload, from_base64
+from distill.core.preprocess import preprocess
+from distill.runtime.serve.batcher import DynamicBatcher, QueueFull
+from distill.runtime.serve.cache import ResultCache, image_key
+from distill.runtime.serve.inputs import MAX_IMAGES, BadInput, decode_upload, from_base64
 
 
 @dataclass

@@ -3,7 +3,11 @@
 Every term is a small module with one signature, ``term(student, teacher, batch)``
 (``Outputs`` of the student and of the teacher, the batch dict), returning a scalar;
 :class:`WeightedSumLoss` adds them with weights from config and logs each on its own.
-CTC is computed in float32 on log-probabilities; every term reads valid frames only.
+A recipe (``distill/conf/kd/*.yaml``) lists its terms as ``{name: {_target_: Term,
+weight: w, ...settings}}``: a new term is one class here and one yaml there. A term that
+needs to see the two models first (an adapter's channels, the teacher's frame rate) has
+``bind(student_net, teacher)``. CTC is computed in float32 on log-probabilities; every
+term reads valid frames only.
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from distill.teachers import Outputs, TopKOutputs
+from distill.kd.outputs import Outputs, TopKOutputs
 
 
 def ctc_feasible(targets: torch.Tensor, target_lengths: torch.Tensor, frames: torch.Tensor):
@@ -239,8 +243,11 @@ def masked_feature_mse(
 
 
 class CTCTerm(torch.nn.Module):
-    """CTC of the student on the batch's labels. ``stats["too_long"]``: labels left out
+    """CTC of the student on the batch's targets (the labels, or the teacher's readings
+    where the recipe's ``ctc_target`` says so). ``stats["too_long"]``: targets left out
     because their image has too few frames for them."""
+
+    uses_teacher = False
 
     def __repr__(self) -> str:
         return "ctc"
@@ -257,53 +264,50 @@ class CTCTerm(torch.nn.Module):
         return loss
 
 
-class KLTerm(torch.nn.Module):
-    """``tau^2 * KL(teacher_tau || student_tau)``: per frame (``mode=frame``; unequal
-    frame counts need ``align=interpolate``, which resamples the teacher's valid frames
-    onto the student's) or between time-averaged distributions (``mode=mean``)."""
+def _check_tau(tau: float) -> float:
+    if tau <= 0:
+        raise ValueError(f"kd: a KL term's tau must be > 0, got {tau}")
+    return float(tau)
 
-    MODES = ("frame", "mean")
-    ALIGNS = ("strict", "interpolate")
+
+class FrameKL(torch.nn.Module):
+    """``tau^2 * KL(teacher_tau || student_tau)`` per valid frame.
+
+    ``align``: ``strict`` wants the teacher's frames to be the student's (a teacher that
+    reads the student's batch, like our CRNNs); ``interpolate`` resamples each line's
+    valid teacher frames onto the student's (a teacher with its own input size and frame
+    rate); ``auto`` picks strict for a teacher that reads the student's batch, else
+    interpolate."""
+
+    uses_teacher = True
+    ALIGNS = ("auto", "strict", "interpolate")
     # a label cache's top-k form pays above this many classes: 5.3x faster at 6,892,
     # 2x slower at 96 (benchmarks/bench_topk_kl.py), where the dense tensor is small
     TOPK_MIN_CLASSES = 1024
 
-    def __init__(
-        self, tau: float = 2.0, mode: str = "frame", align: str = "strict", blank_in_mean=True
-    ):
+    def __init__(self, tau: float = 2.0, align: str = "auto"):
         super().__init__()
-        self.blank_in_mean = bool(blank_in_mean)
-        if mode not in self.MODES:
-            raise ValueError(f"kd.mode must be one of {self.MODES}, got {mode!r}")
         if align not in self.ALIGNS:
-            raise ValueError(f"kd.align must be one of {self.ALIGNS}, got {align!r}")
-        if tau <= 0:
-            raise ValueError(f"kd.tau must be > 0, got {tau}")
-        self.tau, self.mode, self.align = tau, mode, align
+            raise ValueError(f"kd: FrameKL align must be one of {self.ALIGNS}, got {align!r}")
+        self.tau, self.align = _check_tau(tau), align
 
     def __repr__(self) -> str:
-        mean = ", mean" + ("" if self.blank_in_mean else " of characters")
-        return f"kl(tau={self.tau:g}" + (f"{mean})" if self.mode == "mean" else ")")
+        return f"kl(tau={self.tau:g})"
+
+    def bind(self, student_net, teacher) -> None:
+        if self.align == "auto":
+            self.align = "strict" if teacher.preprocess is not None else "interpolate"
 
     def check_alignment(self, t_frames: int, s_frames: int, where: str = "") -> None:
-        """Frame KL compares frame by frame: unequal T needs interpolate or mean mode."""
-        if t_frames != s_frames and self.mode == "frame" and self.align != "interpolate":
+        """Strict frame KL compares frame by frame: unequal T needs interpolate."""
+        if t_frames != s_frames and self.align == "strict":
             raise ValueError(
                 f"teacher and student emit different frame counts{where} (teacher T="
-                f"{t_frames}, student T={s_frames}); frame KL needs equal T: use "
-                "kd.align=interpolate or kd.mode=mean"
+                f"{t_frames}, student T={s_frames}); strict frame KL needs equal T: use "
+                "kd.terms.kl.align=interpolate or kd=mean_kl"
             )
 
     def forward(self, student: Outputs, teacher: Outputs, batch: dict) -> torch.Tensor:
-        if self.mode == "mean":
-            return mean_kl(
-                teacher.logits,
-                student.logits,
-                teacher.frames,
-                student.frames,
-                self.tau,
-                self.blank_in_mean,
-            )
         if isinstance(teacher, TopKOutputs) and teacher.num_classes >= self.TOPK_MIN_CLASSES:
             self.check_alignment(int(teacher.frames.max()), int(student.frames.max()))
             return topk_kl(teacher, student.logits, student.frames, self.tau)
@@ -321,17 +325,47 @@ class KLTerm(torch.nn.Module):
         return masked_kl(t_logits, student.logits, student.frames, self.tau)
 
 
-class FeatureTerm(torch.nn.Module):
+class MeanKL(torch.nn.Module):
+    """``tau^2 * KL`` between the time-averaged distributions of teacher and student
+    (PP-OCRv4's alignment-free variant: any two frame rates). ``blank=False`` compares
+    distributions over the characters only (the blank dominates most frames)."""
+
+    uses_teacher = True
+
+    def __init__(self, tau: float = 2.0, blank: bool = True):
+        super().__init__()
+        self.tau, self.blank = _check_tau(tau), bool(blank)
+
+    def __repr__(self) -> str:
+        return f"kl(tau={self.tau:g}, mean" + ("" if self.blank else " of characters") + ")"
+
+    def forward(self, student: Outputs, teacher: Outputs, batch: dict) -> torch.Tensor:
+        return mean_kl(
+            teacher.logits, student.logits, teacher.frames, student.frames, self.tau, self.blank
+        )
+
+
+class FeatureMSE(torch.nn.Module):
     """MSE between the student's feature map, mapped to the teacher's channels by its
     own 1x1 adapter (trained with the student, left out of export), and the teacher's,
-    over the teacher's valid columns."""
+    over the teacher's valid columns. The adapter is made by :meth:`bind`."""
 
-    def __init__(self, student_channels: int, teacher_channels: int):
+    uses_teacher = True
+
+    def __init__(self):
         super().__init__()
-        self.adapter = torch.nn.Conv2d(student_channels, teacher_channels, 1)
+        self.adapter: torch.nn.Conv2d | None = None
 
     def __repr__(self) -> str:
         return "feat"
+
+    def bind(self, student_net, teacher) -> None:
+        if teacher.feat_channels is None:
+            raise ValueError(
+                f"kd: the feature term needs a teacher with a feature map; {teacher.source} "
+                "has none: choose a recipe without it (kd=frame_kl)"
+            )
+        self.adapter = torch.nn.Conv2d(student_net.backbone.out_channels, teacher.feat_channels, 1)
 
     def forward(self, student: Outputs, teacher: Outputs, batch: dict) -> torch.Tensor:
         s_feat, t_feat = self.adapter(student.feat), teacher.feat
@@ -352,6 +386,40 @@ class WeightedSumLoss(torch.nn.Module):
         self.weights = {k: w for k, (w, _) in kept.items()}
         self.terms = torch.nn.ModuleDict({k: t for k, (_, t) in kept.items()})
 
+    @classmethod
+    def from_config(cls, terms: dict) -> WeightedSumLoss:
+        """The sum of a recipe's ``terms``: ``{name: {_target_: Term, weight: w, ...}}``."""
+        from hydra.errors import InstantiationException
+        from hydra.utils import instantiate
+
+        built = {}
+        for name, spec in (terms or {}).items():
+            spec = dict(spec)
+            if "_target_" not in spec:
+                raise ValueError(f"kd.terms.{name}: no _target_ (the term's class)")
+            weight = spec.pop("weight", 1.0)
+            try:
+                built[name] = (weight, instantiate(spec))
+            except InstantiationException as e:  # a wrong setting: say which term's
+                if isinstance(e.__cause__, (TypeError, ValueError)):
+                    raise ValueError(f"kd.terms.{name}: {e.__cause__}") from None
+                raise
+        return cls(built)
+
+    @property
+    def uses_teacher(self) -> bool:
+        return any(t.uses_teacher for t in self.terms.values())
+
+    def bind(self, student_net, teacher) -> None:
+        for term in self.terms.values():
+            if hasattr(term, "bind"):
+                term.bind(student_net, teacher)
+
+    def check_alignment(self, t_frames: int, s_frames: int, where: str = "") -> None:
+        for term in self.terms.values():
+            if hasattr(term, "check_alignment"):
+                term.check_alignment(t_frames, s_frames, where)
+
     def __repr__(self) -> str:
         parts = [f"{self.weights[k]:g}*{t!r}" for k, t in self.terms.items()]
         return "loss = " + " + ".join(parts or ["0"])
@@ -366,40 +434,6 @@ class WeightedSumLoss(torch.nn.Module):
         return out
 
 
-class SupervisedLoss(WeightedSumLoss):
+def supervised_loss() -> WeightedSumLoss:
     """CTC on the labels alone: the loss of a model trained without a teacher."""
-
-    def __init__(self):
-        super().__init__({"ctc": (1.0, CTCTerm())})
-
-
-class DistillationLoss(WeightedSumLoss):
-    """``w_ctc * ctc + w_kl * tau^2 * KL(teacher || student) + w_feat * feature MSE``,
-    built from the flat ``kd`` config. The feature term needs both models' channel
-    counts (``feat_channels=(student, teacher)``) for its adapter."""
-
-    def __init__(
-        self,
-        w_ctc: float = 1.0,
-        w_kl: float = 1.0,
-        w_feat: float = 0.01,
-        tau: float = 2.0,
-        mode: str = "frame",
-        align: str = "strict",
-        blank_in_mean: bool = True,
-        feat_channels: tuple[int, int] | None = None,
-    ):
-        kl = KLTerm(tau, mode, align, blank_in_mean)
-        terms = {"ctc": (w_ctc, CTCTerm()), "kl": (w_kl, kl)}
-        if w_feat:
-            if not feat_channels or feat_channels[1] is None:
-                raise ValueError(
-                    "kd.w_feat > 0 needs a teacher with a feature map; set kd.w_feat=0"
-                )
-            terms["feat"] = (w_feat, FeatureTerm(*feat_channels))
-        super().__init__(terms)
-        self.kl_term = kl
-
-    def check_alignment(self, t_frames: int, s_frames: int, where: str = "") -> None:
-        if "kl" in self.terms:
-            self.kl_term.check_alignment(t_frames, s_frames, where)
+    return WeightedSumLoss({"ctc": (1.0, CTCTerm())})

@@ -115,14 +115,15 @@ def preprocess(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
 
 
 def pad_batch(
-    arrays: list[np.ndarray], multiple: int = WIDTH_PER_FRAME
+    arrays: list[np.ndarray], multiple: int = WIDTH_PER_FRAME, min_width: int = 0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pad (C, H, w) arrays on the right to a common width (a multiple of ``multiple``).
+    """Pad (C, H, w) arrays on the right with zeros to a common width (a multiple of
+    ``multiple``, at least ``min_width``).
 
     Returns the (N, C, H, W) batch and each sample's valid width in pixels.
     """
     widths = np.array([a.shape[2] for a in arrays], dtype=np.int64)
-    width = int(-(-widths.max() // multiple) * multiple)
+    width = max(int(min_width), int(-(-widths.max() // multiple) * multiple))
     c, h = arrays[0].shape[:2]
     batch = np.zeros((len(arrays), c, h, width), dtype=np.float32)
     for i, a in enumerate(arrays):

@@ -10,7 +10,7 @@ import io
 
 import numpy as np
 
-from distill.preprocess import ImageError, decode_image
+from distill.core.preprocess import ImageError, decode_image
 
 MAX_IMAGE_BYTES = 10 << 20  # a page scan is a few MB; a line crop a few KB
 MAX_PIXELS = 40_000_000  # the header is read first: a 20000 x 20000 bomb is never decoded

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
-BUILTIN_DIR = Path(__file__).resolve().parent / "charsets"
+BUILTIN_DIR = Path(__file__).resolve().parent.parent / "charsets"  # distill/charsets
 BUILTINS = ("digits", "ascii", "zh")
 UNKNOWN_POLICIES = ("skip", "strip", "keep")
 
