@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-init test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain gain-run prune-en prune-finetune clean
+.PHONY: demo demo-init ppocrv6-receipts test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain gain-run prune-en prune-finetune clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -79,6 +79,15 @@ ppocrv6-cache: $(STAMP)
 en-student-v2-sizes: $(STAMP)
 	$(call resumable_run,logs/en_student_v2_l,en_student_v2_l)
 	$(call resumable_run,logs/en_student_v2_s,en_student_v2_s)
+
+# PP-OCRv6 itself fine-tuned on the receipt lines, the full PP-OCRv6 as its teacher
+# (experiment=ppocrv6_receipts; hours on 2 CPU cores; resumes when run again)
+ppocrv6-receipts: $(STAMP)
+	@[ -f $(GEN)/real/sroie_lines/train.tsv ] || $(PY) -m distill.data.split \
+		$(SHARED)/sroie_lines/labels.tsv $(GEN)/real/sroie_lines --val 500
+	@[ -f $(GEN)/real/scene_words/val.tsv ] || $(PY) -m distill.data.split \
+		$(SHARED)/scene_words/labels.tsv $(GEN)/real/scene_words --val 300
+	$(call resumable_run,logs/ppocrv6_receipts,ppocrv6_receipts)
 
 # PP-OCRv6's label cache for the Chinese student (experiment=zh_student_v2): synthetic
 # lines of every render profile in the training fonts (held-out families stay out).

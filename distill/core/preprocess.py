@@ -29,10 +29,15 @@ class PreprocessConfig:
     min_width: int = 8
     mean: float = 0.5
     std: float = 0.5
+    channel_order: str = "rgb"  # of 3 channels: rgb, or bgr (as OpenCV reads; PP-OCR's)
 
     def __post_init__(self):
         if self.channels not in (1, 3):
             raise ValueError(f"preprocess.channels must be 1 or 3, got {self.channels}")
+        if self.channel_order not in ("rgb", "bgr"):
+            raise ValueError(
+                f"preprocess.channel_order must be rgb or bgr, got {self.channel_order!r}"
+            )
         if self.max_width < self.min_width or self.max_width % WIDTH_PER_FRAME:
             raise ValueError(
                 f"preprocess.max_width must be a multiple of {WIDTH_PER_FRAME} "
@@ -95,7 +100,8 @@ def resized_width(h: int, w: int, cfg: PreprocessConfig) -> int:
 
 
 def preprocess(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
-    """uint8 RGB or gray image -> float32 (C, height, w) normalized, w <= max_width.
+    """uint8 RGB or gray image -> float32 (C, height, w) normalized, w <= max_width, its
+    channels in ``cfg.channel_order``.
 
     Keeps the aspect ratio; a line wider than max_width is squeezed to max_width.
     """
@@ -111,6 +117,8 @@ def preprocess(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     x = (x - cfg.mean) / cfg.std
     if x.ndim == 2:
         return x[None]
+    if cfg.channel_order == "bgr":
+        x = x[:, :, ::-1]
     return np.ascontiguousarray(x.transpose(2, 0, 1))
 
 

@@ -54,6 +54,7 @@ def metadata(trained: TrainedNetwork, name: str, extra: dict | None = None) -> d
         "min_width": str(cfg.min_width),
         "mean": repr(cfg.mean),
         "std": repr(cfg.std),
+        "channel_order": cfg.channel_order,
         "width_per_frame": str(trained.net.width_per_frame),
         "train_config": json.dumps({"net": trained.net_config, "protocol": trained.protocol}),
     }

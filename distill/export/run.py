@@ -75,7 +75,9 @@ def run_export(cfg) -> dict:
     """export.py: ONNX FP32 (+ INT8), parity check, accuracy and latency side by side."""
     ckpt = Path(cfg.ckpt)
     trained = load_network(ckpt)
-    name = cfg.get("name") or f"{trained.net_config['backbone']}-crnn-{trained.charset.name}"
+    net = trained.net_config
+    family = f"{net['backbone']}-crnn" if "backbone" in net else net.get("arch", "net")
+    name = cfg.get("name") or f"{family}-{trained.charset.name}"
     fmt = cfg.get("format") or "onnx"
     if fmt not in FORMATS:
         raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")

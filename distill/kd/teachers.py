@@ -22,7 +22,7 @@ from distill.kd.outputs import Outputs
 from distill.models.checkpoint import load_network
 
 # fields that change what a teacher sees when it reads the student's batch
-INPUT_FIELDS = ("height", "channels", "mean", "std")
+INPUT_FIELDS = ("height", "channels", "mean", "std", "channel_order")
 
 
 class Teacher:

@@ -99,7 +99,7 @@ def init_network(cfg: DictConfig) -> dict | None:
 
     path = cfg.get("init_ckpt")
     if not path:
-        return None
+        return pretrained_weights(cfg)
     try:
         ckpt = read_checkpoint(path)
     except (FileNotFoundError, ValueError) as e:
@@ -122,31 +122,60 @@ def init_network(cfg: DictConfig) -> dict | None:
     return network_weights(ckpt)
 
 
+def pretrained_weights(cfg: DictConfig) -> dict | None:
+    """``model.pretrained``: a pretrained network's weights to start from (PP-OCRv6's, from
+    its ONNX file: ``ppocrv6`` for the rapidocr wheel's, or a path), its head sliced to the
+    run's charset. None when the model names none."""
+    source = cfg.model.get("pretrained")
+    if not source:
+        return None
+    if cfg.model.net.get("arch") != "ppocrv6":
+        raise ValueError(f"model.pretrained={source}: only a PP-OCRv6 network (arch: ppocrv6)")
+    from distill.core.charset import Charset
+    from distill.models.ppocrv6_import import import_ppocrv6
+
+    spec = cfg.charset
+    charset = Charset.resolve(OmegaConf.to_container(spec) if OmegaConf.is_config(spec) else spec)
+    net, _, sliced = import_ppocrv6(None if source == "ppocrv6" else source, charset)
+    log.info(
+        "network from PP-OCRv6 (%s): %d of the %d characters of charset %s in its dictionary%s",
+        source,
+        len(sliced.found),
+        len(charset),
+        charset.name,
+        f"; new rows for {''.join(sliced.missing[:20])}" if sliced.missing else "",
+    )
+    return net.state_dict()
+
+
 def make_module(cfg: DictConfig, teacher) -> L.LightningModule:
     """The supervised module, or the distillation module when there is a teacher, from
     a prepared config. The data config rides along in the checkpoint."""
     weights = init_network(cfg)
     module = _make_module(cfg, teacher)
     if weights is not None:
+        source = cfg.get("init_ckpt") or f"model.pretrained={cfg.model.pretrained}"
         try:
             module.net.load_state_dict(weights)
         except RuntimeError as e:
             raise ValueError(
-                f"init_ckpt {cfg.init_ckpt} does not fit this run's network "
+                f"{source} does not fit this run's network "
                 f"(charset {module.charset.name}, {module.charset.num_classes} classes?): {e}"
             ) from None
-        log.info("network initialized from %s", cfg.init_ckpt)
+        log.info("network initialized from %s", source)
     return module
 
 
 def _make_module(cfg: DictConfig, teacher) -> L.LightningModule:
     data = OmegaConf.to_container(cfg.data, resolve=True)
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    model.pop("pretrained", None)  # the starting weights (init_network), not a setting
     if teacher is None:
-        return hydra.utils.instantiate(cfg.model, data=data, _recursive_=False)
+        return hydra.utils.instantiate(model, data=data, _recursive_=False)
     from distill.kd.recipe import Recipe
     from distill.lit.distillation import DistillationModule
 
-    student = OmegaConf.to_container(cfg.model, resolve=True)
+    student = model
     student.pop("_target_", None)
     recipe = Recipe.from_config(cfg.get("kd"))
     return DistillationModule(teacher=teacher, kd=recipe, data=data, **student)
@@ -195,7 +224,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if loggers:
         _log_config(trainer, cfg)
     n_params = sum(p.numel() for p in model.net.parameters())
-    log.info("model: %s backbone, %.2fM parameters", cfg.model.net.backbone, n_params / 1e6)
+    kind = cfg.model.net.get("backbone") or cfg.model.net.get("arch")
+    log.info("model: %s, %.2fM parameters", kind, n_params / 1e6)
 
     metrics: dict[str, float] = {}
     if cfg.get("train", True):

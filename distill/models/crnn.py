@@ -75,8 +75,21 @@ class CRNN(nn.Module):
         return self.head(seq), feats
 
 
-def build_model(num_classes: int, pruned_shapes: dict | None = None, **net) -> CRNN:
-    """Build a CRNN from a config dict (the ``net`` block of a model config); a pruned
+ARCHS = ("crnn", "ppocrv6")
+
+
+def build_model(
+    num_classes: int, pruned_shapes: dict | None = None, arch: str = "crnn", **net
+) -> nn.Module:
+    """Build a network from a config dict (the ``net`` block of a model config): a CRNN,
+    or ``arch: ppocrv6`` PP-OCRv6's recognizer (distill/models/ppocrv6.py); a pruned
     network's config adds the shapes its pruning changed (distill/models/resize.py)."""
-    model = CRNN(num_classes=num_classes, **net)
+    if arch == "crnn":
+        model = CRNN(num_classes=num_classes, **net)
+    elif arch == "ppocrv6":
+        from distill.models.ppocrv6 import PPOCRv6Rec
+
+        model = PPOCRv6Rec(num_classes=num_classes, **net)
+    else:
+        raise ValueError(f"model.net.arch must be one of {ARCHS}, got {arch!r}")
     return apply_shapes(model, pruned_shapes or {})

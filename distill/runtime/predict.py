@@ -127,6 +127,7 @@ class Recognizer:
                 min_width=int(meta.get("min_width", 8)),
                 mean=float(meta["mean"]),
                 std=float(meta["std"]),
+                channel_order=meta.get("channel_order", "rgb"),
             )
             self.blank = int(meta["blank_index"])
             self.width_per_frame = int(meta.get("width_per_frame", WIDTH_PER_FRAME))
