@@ -326,3 +326,31 @@ def test_metrics_name_the_teacher_of_every_kind(overrides, expected, tmp_path):
 
     cfg = compose_cfg("train", overrides, tmp_path)
     assert teacher_source(cfg.get("teacher")) == expected
+
+
+def test_a_checkpoint_teacher_that_reads_images_its_own_way(tmp_path, label_dir):
+    """A checkpoint made here that reads images differently from the student (3 channels
+    here, as a fine-tuned PP-OCRv6 reads 48-px BGR) teaches from the raw images
+    (teacher.view), online and through the label cache it writes."""
+    import distill.kd.teach as cli
+    from distill.kd.teachers import CheckpointTeacher
+
+    from .helpers import NETS, make_ckpt
+
+    ckpt = make_ckpt(tmp_path / "rgb.ckpt", NETS["teacher"], charset="digits", channels=3)
+    gray = [*TINY, *TINY_SYNTH, *TINY_STUDENT, "preprocess.channels=1", f"teacher.ckpt={ckpt}"]
+    with pytest.raises(ValueError, match="reads images differently"):  # without a view
+        train(compose_cfg("train", ["debug=fdr", *gray], tmp_path))
+    online = ["debug=fdr", *gray, "teacher.view=clean", "test=false"]
+    metrics = train(compose_cfg("train", online, tmp_path / "on"))
+    assert np.isfinite(metrics["train/loss_kl"]) and "val/teacher_acc" in metrics
+    out = tmp_path / "cache"
+    argv = ["--teacher", "checkpoint", "--set", f"ckpt={ckpt}", "--charset", "digits"]
+    assert cli.main([*argv, "--source", str(label_dir / "gt.txt"), "--out", str(out)]) == 0
+    cached = CachedTeacher(str(out))
+    assert cached.fingerprint == CheckpointTeacher(str(ckpt)).fingerprint
+    assert cached.width_per_frame == 4.0
+    from_cache = [*TINY, *TINY_STUDENT, "teacher=cache", "data=lmdb", f"data.train=[{out}]"]
+    over = [*from_cache, f"data.val=[{label_dir / 'gt.txt'}]", "test=false"]
+    metrics = train(compose_cfg("train", ["debug=fdr", *over], tmp_path / "cached"))
+    assert np.isfinite(metrics["train/loss_kl"])

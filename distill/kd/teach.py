@@ -168,9 +168,11 @@ def teach(
             for i in range(0, len(good), batch):
                 part = good[i : i + batch]
                 said = teacher.read([img for _, (_, img) in part])
-                mapped, _ = teacher.vocab.map_probs(said["probs"])
+                # a foreign teacher's classes onto the student's (ours share the charset)
+                vocab = getattr(teacher, "vocab", None)
+                mapped = vocab.map_probs(said["probs"])[0] if vocab else said["probs"]
                 for j, (item, (data, _)) in enumerate(part):
-                    text = teacher.vocab.map_text(said["texts"][j])
+                    text = vocab.map_text(said["texts"][j]) if vocab else said["texts"][j]
                     label = item.label if item.label is not None else (text or "")
                     topk_blob = pack_topk(mapped[j, : int(said["frames"][j])], topk)
                     fields = sample_fields(
@@ -201,9 +203,9 @@ def teach(
 def image_teacher(name: str, charset: Charset, height: int, overrides: list[str] = ()):
     """The teacher of ``teacher=NAME`` (a config in distill/conf/teacher/), composed by
     Hydra as ``train.py teacher=NAME`` would (its defaults included), with ``KEY=VALUE``
-    overrides of its settings, bound to the student's charset. (A checkpoint teacher
-    reads the student's own augmented batch: distill from it online; the cache is for
-    teachers that read images their own way.)"""
+    overrides of its settings, bound to the student's charset: an ONNX recognizer, or a
+    checkpoint made here (``checkpoint --set ckpt=PATH``), each reading the images with its
+    own preprocessing."""
     from hydra.errors import HydraException
     from hydra.utils import get_class
     from omegaconf import OmegaConf
@@ -221,9 +223,7 @@ def image_teacher(name: str, charset: Charset, height: int, overrides: list[str]
         cfg = compose("train", [f"teacher={name}", *(f"++teacher.{kv}" for kv in overrides)])
         target = cfg.teacher.get("_target_")
         if target is None or not hasattr(get_class(target), "read"):
-            readers = [
-                n for n in config_names("teacher") if n not in ("checkpoint", "cache", "none")
-            ]
+            readers = [n for n in config_names("teacher") if n not in ("cache", "none")]
             raise ValueError(
                 f"teacher={name} does not read raw images; the cache is for teachers that do "
                 f"({', '.join(readers)})"
@@ -238,6 +238,8 @@ def image_teacher(name: str, charset: Charset, height: int, overrides: list[str]
             + " ".join(f"--set {k}=..." for k in missing)
         )
     teacher = build_teacher(spec)
+    if teacher is None:
+        raise ValueError(f"teacher={name} names no model: give --set ckpt=PATH")
     teacher.bind(charset, height)
     return teacher
 

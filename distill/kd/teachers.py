@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from distill.core.charset import Charset
@@ -91,32 +92,72 @@ def weights_fingerprint(module: torch.nn.Module) -> str:
 
 
 class CheckpointTeacher(Teacher):
-    """A recognizer trained by this framework (e.g. the ResNet34-CRNN), read from its
-    checkpoint with its charset and preprocessing. It reads the student's batch tensor,
-    so both see the same augmented view, and it offers its feature map for the
-    feature-MSE term."""
+    """A recognizer trained by this framework (the ResNet34-CRNN, a fine-tuned PP-OCRv6,
+    ...), read from its checkpoint with its charset and preprocessing.
 
-    def __init__(self, ckpt: str):
+    ``view`` null: it reads the student's batch tensor (both see the same augmented view;
+    the student must read images as it does), and offers its feature map for the
+    feature-MSE term. ``view`` clean or augmented: it reads the raw images with its own
+    preprocessing (another height, channels or frame rate than the student's, as PP-OCRv6
+    does: 48 px, BGR, one frame per 8 pixels), and can write a label cache
+    (``python -m distill.teach --teacher checkpoint --set ckpt=PATH``)."""
+
+    def __init__(self, ckpt: str, view: str | None = None):
+        from distill.data.datasets import check_teacher_view
+
         if not ckpt or not Path(ckpt).is_file():
             raise FileNotFoundError(f"teacher.ckpt not found: {ckpt}")
+        check_teacher_view(view)
         trained = load_network(ckpt)
         self.net = trained.net.requires_grad_(False).eval()
         self.charset = trained.charset
-        self.preprocess = trained.preprocess
-        self.width_per_frame = self.net.width_per_frame
-        self.feat_channels = self.net.backbone.out_channels
+        self.reads = trained.preprocess  # how it reads an image
+        self.view = view
+        self.preprocess = None if view else trained.preprocess
+        self.own_width_per_frame = self.width_per_frame = self.net.width_per_frame
+        self.feat_channels = None if view else self.net.backbone.out_channels
         self.fingerprint = weights_fingerprint(self.net)
         self.source = str(ckpt)
         self.config = {"_target_": f"{__name__}.CheckpointTeacher", "ckpt": str(ckpt)}
+        if view:
+            self.config["view"] = view
+        self.device = torch.device("cpu")
 
     def to(self, device) -> CheckpointTeacher:
         self.net.to(device)
+        self.device = torch.device(device)
         return self
 
     def bind(self, student: Charset, student_height: int) -> None:
         same_charset(self, student)
+        # its frames in the student's pixels (the same unless it reads at its own height)
+        self.width_per_frame = self.own_width_per_frame * student_height / self.reads.height
+
+    def read(self, images: list) -> dict:
+        """Raw uint8 RGB images, read with its own preprocessing: class probabilities [N,
+        T, classes], valid frames, readings and confidences (what the label cache keeps)."""
+        from distill.core.preprocess import pad_batch, preprocess
+
+        x, widths = pad_batch([preprocess(img, self.reads) for img in images])
+        self.net.eval()
+        with torch.no_grad():
+            logits, _ = self.net(torch.from_numpy(x).to(self.device), torch.from_numpy(widths))
+        probs = logits.float().softmax(-1).cpu().numpy()
+        frames = valid_frames(widths, self.own_width_per_frame)
+        decoded = greedy_decode(probs, frames)
+        return {
+            "probs": probs,
+            "frames": frames,
+            "texts": [self.charset.decode(idx) for idx, _ in decoded],
+            "confidences": [c for _, c in decoded],
+        }
 
     def __call__(self, batch: dict) -> Outputs:
+        if self.view:
+            said = self.read(batch["raw"])
+            logits = torch.from_numpy(np.log(np.maximum(said["probs"], 1e-8))).to(self.device)
+            frames = torch.from_numpy(said["frames"].astype(np.int64)).to(self.device)
+            return Outputs(logits, frames, None, said["texts"], said["confidences"])
         self.net.eval()  # frozen: BatchNorm and dropout always in inference mode
         with torch.no_grad():
             logits, feat = self.net(batch["images"], batch["widths"])
