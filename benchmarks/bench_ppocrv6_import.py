@@ -24,6 +24,7 @@ import argparse
 import copy
 import time
 
+import cv2
 import numpy as np
 import torch
 
@@ -70,8 +71,6 @@ def rendered(width: int, batch: int, seed: int) -> np.ndarray:
     for i in range(batch):
         img = ds.render(i)
         h, w = img.shape[:2]
-        import cv2
-
         new_w = min(width, max(8, int(np.ceil(48 * w / h))))
         a = cv2.resize(img, (new_w, 48))[..., ::-1].astype(np.float32) / 255.0
         x[i, :, :, :new_w] = ((a - 0.5) / 0.5).transpose(2, 0, 1)

@@ -146,13 +146,8 @@ def check_structure(inits: dict) -> None:
         raise ImportMismatch(f"attention reshape {heads[0]} is not {want} (8 heads of 15)")
 
 
-def load_onnx_weights(net: PPOCRv6Rec, path: str | Path) -> None:
-    """Copy every initializer of the ONNX graph at ``path`` into ``net``, in order."""
-    layers, _, inits = read_graph(path)
-    _load(net, layers, inits, path)
-
-
-def _load(net: PPOCRv6Rec, layers: list[Layer], inits: dict, path) -> None:
+def load_weights(net: PPOCRv6Rec, layers: list[Layer], inits: dict, path) -> None:
+    """Copy the graph's layers (:func:`read_graph`) into ``net``, in order."""
     check_structure(inits)
     ours = _ours(net)
     for k, (name, module, kind) in enumerate(ours):
@@ -241,7 +236,7 @@ def import_ppocrv6(path: str | Path | None = None, charset=None):
     if not chars:
         raise ImportMismatch(f"{path}: no 'character' metadata (the dictionary)")
     net = PPOCRv6Rec(num_classes=len(chars) + 2)
-    _load(net, layers, inits, path)
+    load_weights(net, layers, inits, path)
     classes = chars + [" "]
     sliced = slice_head(net, classes, charset) if charset is not None else None
     return net.eval(), classes, sliced
