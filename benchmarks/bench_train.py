@@ -6,7 +6,10 @@ about twice as fast as fp32 with avx512_bf16/AMX and about half as fast without.
     python -m benchmarks.bench_train [--batch 64] [--width 128] [--steps 8] [--out FILE]
 
 Each model runs warm-up steps, then ``--steps`` timed AdamW steps; the median step
-time is reported. Writes benchmarks/results/train_cpu.json.
+time is reported. Every model reads the same lines at its own input: the CRNNs 1x32xW,
+PP-OCRv6 3x48x(1.5 W), fine-tuned whole and as the receipts recipe does (stem and first
+three stages frozen; experiment=ppocrv6_receipts). ``--models ppocrv6,shufflenet1.0``
+times those whose name holds one of the words. Writes benchmarks/results/train_cpu.json.
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ from distill.data.augment import Augmenter
 from distill.data.synth import SynthDataset
 from distill.kd.losses import ctc_loss
 from distill.lit.train import native_bf16, resolve_precision
-from distill.models import build_model
+from distill.models import build_model, freeze_modules
 
 ROOT = Path(__file__).resolve().parent.parent
 
+PPOCRV6 = dict(arch="ppocrv6", input=(3, 48))
 MODELS = {
     "teacher_resnet34_lstm256x2": dict(backbone="resnet34", hidden=256, layers=2),
     "student_shufflenet1.0_lstm128x2": dict(
@@ -43,16 +47,29 @@ MODELS = {
         layers=2,
         backbone_args={"width": 0.5, "conv5_channels": 256},
     ),
+    "ppocrv6_small_whole": PPOCRV6,
+    "ppocrv6_small_stages0-2_frozen": dict(
+        PPOCRV6,
+        freeze=["backbone.stem1", "backbone.stem2a", "backbone.stem2b", "backbone.stem3"]
+        + ["backbone.stem4"]
+        + [f"backbone.blocks.{i}" for i in range(10)],
+    ),
 }
 
 
 def bench_model(net_cfg: dict, batch: int, width: int, steps: int, bf16: bool) -> dict:
+    """``width``: of the line at height 32; a network reading taller input reads it wider."""
     torch.manual_seed(0)
     num_classes = 96
-    model = build_model(num_classes, in_channels=1, **net_cfg).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-    x = torch.randn(batch, 1, 32, width)
-    t = width // 4
+    net_cfg = dict(net_cfg)
+    channels, height = net_cfg.pop("input", (1, 32))
+    freeze = net_cfg.pop("freeze", [])
+    model = build_model(num_classes, in_channels=channels, **net_cfg).train()
+    freeze_modules(model, freeze)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+    width = width * height // 32 // 8 * 8
+    x = torch.randn(batch, channels, height, width)
+    t = width // model.width_per_frame
     targets = torch.randint(1, num_classes, (batch, 10))
     lengths = torch.full((batch,), 10)
     frames = torch.full((batch,), t)
@@ -71,6 +88,10 @@ def bench_model(net_cfg: dict, batch: int, width: int, steps: int, bf16: bool) -
     med = statistics.median(times)
     return {
         "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+        "trained_params_M": round(
+            sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6, 2
+        ),
+        "input": f"{channels}x{height}x{width}",
         "step_ms_median": round(med * 1000, 1),
         "images_per_s": round(batch / med, 1),
     }
@@ -104,6 +125,7 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=128)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--synth-lines", type=int, default=1000)
+    ap.add_argument("--models", default="", help="comma-separated words; default: all")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "train_cpu.json"))
     args = ap.parse_args()
 
@@ -126,7 +148,10 @@ def main() -> None:
         f"trainer.precision=auto -> {res['setup']['precision_auto']}",
         flush=True,
     )
+    words = [w for w in args.models.split(",") if w]
     for name, cfg in MODELS.items():
+        if words and not any(w in name for w in words):
+            continue
         for precision, bf16 in (("fp32", False), ("bf16", True)):
             r = bench_model(cfg, args.batch, args.width, args.steps, bf16)
             res["models"][f"{name}/{precision}"] = r

@@ -486,3 +486,50 @@ def test_kl_term_reads_the_top_k_form_of_large_charsets_only(monkeypatch):
         )
         losses.FrameKL(tau=1.0)(Outputs(torch.randn(1, 4, c), frames), teacher, {})
     assert calls == [losses.FrameKL.TOPK_MIN_CLASSES]
+
+
+def test_case_folded_ctc_ignores_the_labels_case_and_keeps_the_networks():
+    """Folded CTC scores p(a) + p(A) for a letter: an upper-case label costs what its
+    lower-case form costs, less than either unfolded, and the gradient keeps the ratio
+    of the two cases (case is learned elsewhere)."""
+    from distill.core.charset import Charset
+    from distill.kd.losses import CaseFold, ctc_loss
+
+    cs = Charset.resolve("ascii")
+    fold = CaseFold(cs.case_pairs(), cs.num_classes)
+    assert len(cs.case_pairs()) == 26
+    torch.manual_seed(0)
+    logits = torch.randn(2, 12, cs.num_classes, requires_grad=True)
+    frames = torch.tensor([12, 9])
+
+    def loss(text, f):
+        t = torch.tensor([cs.encode(text)] * 2)
+        return ctc_loss(logits, t, torch.tensor([len(text)] * 2), frames, fold=f)[0]
+
+    up, low, mixed = loss("SALE", fold), loss("sale", fold), loss("SaLe", fold)
+    assert torch.allclose(up, low) and torch.allclose(up, mixed)
+    assert up < loss("SALE", None) and up < loss("sale", None)
+    # d loss / d z_a = p_a * (1 - ...) and d/d z_A = p_A * (same): on every frame, the
+    # two cases' gradients stand in the ratio of their probabilities
+    (g,) = torch.autograd.grad(up, logits)
+    a, big_a = cs.index["a"], cs.index["A"]
+    p = logits.detach().softmax(-1)
+    moved = g[..., a].abs() > 1e-6
+    assert moved.any()
+    assert torch.allclose(
+        (g[..., a] / g[..., big_a])[moved], (p[..., a] / p[..., big_a])[moved], rtol=1e-3
+    )
+
+
+def test_ctc_case_and_freeze_are_model_settings(tmp_path):
+    from distill.lit.recognizer import RecognizerModule
+
+    net = {"backbone": "shufflenet_v2", "hidden": 16, "layers": 1}
+    m = RecognizerModule(net, "ascii", ctc_case="fold", freeze=["backbone"])
+    assert repr(m.loss) == "loss = 1*ctc(caseless)"
+    assert all(not p.requires_grad for p in m.net.backbone.parameters())
+    assert any(p.requires_grad for p in m.net.parameters())
+    with pytest.raises(ValueError, match="no module 'backbone.nope'"):
+        RecognizerModule(net, "ascii", freeze=["backbone.nope"])
+    with pytest.raises(ValueError, match="ctc_case"):
+        RecognizerModule(net, "ascii", ctc_case="upper")

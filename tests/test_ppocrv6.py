@@ -115,6 +115,24 @@ def test_a_sliced_head_reads_what_the_full_one_reads_in_its_charset(stock, name)
     assert (full_chars[inside] == small_chars[inside]).all()
 
 
+def test_the_stock_checkpoint_is_the_sliced_import(tmp_path):
+    """The stock model written as a checkpoint made here reads as the import does, with
+    PP-OCR's preprocessing in its metadata, so export and eval treat it as any other."""
+    from distill.core.charset import Charset
+    from distill.models.checkpoint import load_network
+    from distill.models.ppocrv6_import import main
+
+    main([str(tmp_path / "stock.ckpt"), "--charset", "ascii", "--protocol", "caseless"])
+    trained = load_network(tmp_path / "stock.ckpt")
+    assert (trained.preprocess.height, trained.preprocess.channel_order) == (48, "bgr")
+    assert (
+        trained.protocol == "caseless" and trained.charset.chars == Charset.resolve("ascii").chars
+    )
+    sliced, _, _ = import_ppocrv6(charset=Charset.resolve("ascii"))
+    x, _ = pad_batch(sample_lines(3), 8)
+    assert np.array_equal(probs(trained.net, x), probs(sliced, x))
+
+
 @pytest.fixture(scope="module")
 def ascii_ckpt(tmp_path_factory):
     """model=ppocrv6_small with its head sliced to ascii, trained one step by train(), at a

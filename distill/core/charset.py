@@ -97,5 +97,15 @@ class Charset:
         n = len(self.chars)
         return "".join(self.chars[i - 1] for i in indices if 0 < i <= n)
 
+    def case_pairs(self) -> list[tuple[int, int]]:
+        """(lower, upper) class indices of every letter the set holds in both cases: what
+        a case-folding loss merges (labels stored in one case for mixed-case text)."""
+        pairs = []
+        for c in self.chars:
+            up = c.upper()
+            if c != up and len(up) == 1 and up in self.index:
+                pairs.append((self.index[c], self.index[up]))
+        return pairs
+
     def to_dict(self) -> dict:
         return {"name": self.name, "chars": list(self.chars)}

@@ -33,20 +33,51 @@ def ctc_feasible(targets: torch.Tensor, target_lengths: torch.Tensor, frames: to
     return (target_lengths + repeats <= frames) & (target_lengths > 0)
 
 
+class CaseFold:
+    """Letter case out of CTC: each lower-case class scores the probability of either
+    case and targets are written in lower case, so a label stored in upper case for
+    mixed-case text (SROIE, SVT) teaches the characters without teaching their case,
+    which the network keeps (from its pretrained weights or from a teacher's frames)."""
+
+    def __init__(self, pairs: list[tuple[int, int]], num_classes: int):
+        if not pairs:
+            raise ValueError("case folding: the charset holds no letter in both cases")
+        lower, upper = zip(*pairs)
+        self.lower, self.upper = torch.tensor(lower), torch.tensor(upper)
+        self.to_lower = torch.arange(num_classes)
+        self.to_lower[self.upper] = self.lower
+
+    def log_probs(self, log_probs: torch.Tensor) -> torch.Tensor:
+        """[..., C] log-probabilities with log(p(lower) + p(upper)) on each lower class and
+        (nearly) nothing on the upper ones: still a distribution, which ``F.ctc_loss``'s
+        gradient assumes (it is computed as for a log-softmax; a finite floor instead of
+        -inf keeps it free of NaN)."""
+        lower, upper = self.lower.to(log_probs.device), self.upper.to(log_probs.device)
+        merged = torch.logaddexp(log_probs[..., lower], log_probs[..., upper])
+        out = log_probs.index_copy(-1, lower, merged)
+        return out.index_fill(-1, upper, -1e4)
+
+    def targets(self, targets: torch.Tensor) -> torch.Tensor:
+        return self.to_lower.to(targets.device)[targets]
+
+
 def ctc_loss(
     logits: torch.Tensor,
     targets: torch.Tensor,
     target_lengths: torch.Tensor,
     frames: torch.Tensor,
     has_target: torch.Tensor | None = None,
+    fold: CaseFold | None = None,
 ) -> tuple[torch.Tensor, int]:
     """Mean per-sample CTC loss over the samples that have a target that fits their frames.
 
     ``logits`` [B, T, C]; ``frames`` the number of valid (unpadded) frames per sample;
     ``has_target`` False for samples without a target (unlabeled, or a doubtful teacher
-    reading). Returns the loss and how many targets were left out as too long for their
-    image.
+    reading); ``fold`` leaves letter case out (:class:`CaseFold`). Returns the loss and
+    how many targets were left out as too long for their image.
     """
+    if fold is not None:
+        targets = fold.targets(targets)
     if int(frames.max()) > logits.shape[1]:
         raise ValueError(
             f"valid frames {frames.tolist()} exceed the {logits.shape[1]} frames of the logits"
@@ -58,6 +89,8 @@ def ctc_loss(
     keep = feasible & has_target
     with torch.autocast(logits.device.type, enabled=False):
         log_probs = logits.float().log_softmax(-1).transpose(0, 1)  # [T, B, C]
+        if fold is not None:
+            log_probs = fold.log_probs(log_probs)
         per_sample = F.ctc_loss(
             log_probs,
             targets,
@@ -248,9 +281,13 @@ class CTCTerm(torch.nn.Module):
     because their image has too few frames for them."""
 
     uses_teacher = False
+    fold: CaseFold | None = None  # set by fold_case: the model's ctc_case
 
     def __repr__(self) -> str:
-        return "ctc"
+        return "ctc" if self.fold is None else "ctc(caseless)"
+
+    def fold_case(self, fold: CaseFold | None) -> None:
+        self.fold = fold
 
     def forward(self, student: Outputs, teacher: Outputs | None, batch: dict) -> torch.Tensor:
         loss, too_long = ctc_loss(
@@ -259,6 +296,7 @@ class CTCTerm(torch.nn.Module):
             batch["target_lengths"],
             student.frames,
             batch.get("has_target"),
+            self.fold,
         )
         self.stats = {"too_long": too_long}
         return loss
@@ -414,6 +452,12 @@ class WeightedSumLoss(torch.nn.Module):
         for term in self.terms.values():
             if hasattr(term, "bind"):
                 term.bind(student_net, teacher)
+
+    def fold_case(self, fold: CaseFold | None) -> None:
+        """Letter case in or out of every CTC term (the model's ``ctc_case``)."""
+        for term in self.terms.values():
+            if hasattr(term, "fold_case"):
+                term.fold_case(fold)
 
     def check_alignment(self, t_frames: int, s_frames: int, where: str = "") -> None:
         for term in self.terms.values():

@@ -49,6 +49,7 @@ class DistillationModule(RecognizerModule):
         teacher.check_student_input(self.preprocess_cfg)
         self.ctc_target, self.min_confidence = recipe.ctc_target, recipe.min_confidence
         self.loss = recipe.build_loss()
+        self.loss.fold_case(self.case_fold)
         self.loss.bind(self.net, teacher)
         self._check_frames()
         self._teacher_metrics = RecognitionMetrics(self.protocol)

@@ -18,9 +18,9 @@ from distill.core.charset import Charset
 from distill.core.ctc import greedy_decode
 from distill.core.metrics import RecognitionMetrics
 from distill.core.preprocess import PreprocessConfig, valid_frames
-from distill.kd.losses import supervised_loss
+from distill.kd.losses import CaseFold, supervised_loss
 from distill.kd.outputs import Outputs
-from distill.models import build_model
+from distill.models import build_model, freeze_modules
 from distill.models.checkpoint import TrainedNetwork, load_network
 
 
@@ -29,6 +29,9 @@ def plain(x):
     if isinstance(x, (DictConfig, ListConfig)):
         return OmegaConf.to_container(x, resolve=True)
     return x
+
+
+CTC_CASES = ("keep", "fold")
 
 
 class RecognizerModule(L.LightningModule):
@@ -43,8 +46,16 @@ class RecognizerModule(L.LightningModule):
         scheduler: dict | None = None,
         protocol: str = "exact",
         data: dict | None = None,
+        ctc_case: str = "keep",
+        freeze: list[str] | None = None,
     ):
+        """``ctc_case``: ``keep``, or ``fold`` to leave letter case out of CTC (labels
+        stored in one case for mixed-case text; :class:`~distill.kd.losses.CaseFold`).
+        ``freeze``: the network's modules that do not train (``backbone.blocks.0``: a
+        module and everything in it)."""
         super().__init__()
+        if ctc_case not in CTC_CASES:
+            raise ValueError(f"model.ctc_case must be one of {CTC_CASES}, got {ctc_case!r}")
         self.charset = Charset.resolve(plain(charset))
         self.preprocess_cfg = PreprocessConfig.from_dict(plain(preprocess))
         net = dict(plain(net))
@@ -64,11 +75,20 @@ class RecognizerModule(L.LightningModule):
                 "scheduler": plain(scheduler),
                 "protocol": protocol,
                 "data": plain(data),
+                "ctc_case": ctc_case,
+                "freeze": list(plain(freeze) or []),
             },
             logger=False,
         )
         self.net = build_model(self.charset.num_classes, **net)
+        freeze_modules(self.net, self.hparams.freeze)
+        self.case_fold = (
+            CaseFold(self.charset.case_pairs(), self.charset.num_classes)
+            if ctc_case == "fold"
+            else None
+        )
         self.loss = supervised_loss()
+        self.loss.fold_case(self.case_fold)
         self.protocol = protocol
         self.val_metrics = RecognitionMetrics(protocol)
         self.test_metrics: list[RecognitionMetrics] = []

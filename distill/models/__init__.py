@@ -1,3 +1,3 @@
-from distill.models.crnn import CRNN, build_model
+from distill.models.crnn import CRNN, build_model, freeze_modules
 
-__all__ = ["CRNN", "build_model"]
+__all__ = ["CRNN", "build_model", "freeze_modules"]

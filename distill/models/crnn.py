@@ -93,3 +93,18 @@ def build_model(
     else:
         raise ValueError(f"model.net.arch must be one of {ARCHS}, got {arch!r}")
     return apply_shapes(model, pruned_shapes or {})
+
+
+def freeze_modules(net: torch.nn.Module, names: list[str]) -> None:
+    """Stop the named modules (and all inside them) from training; an unknown name is an
+    error that lists the network's top modules."""
+    modules = dict(net.named_modules())
+    for name in names:
+        if name not in modules:
+            tops = ", ".join(n for n, _ in net.named_children())
+            raise ValueError(
+                f"model.freeze: the network has no module {name!r} (its modules: {tops}; "
+                "nested ones by dotted path, e.g. backbone.blocks.0)"
+            )
+        for p in modules[name].parameters():
+            p.requires_grad_(False)

@@ -240,3 +240,59 @@ def import_ppocrv6(path: str | Path | None = None, charset=None):
     classes = chars + [" "]
     sliced = slice_head(net, classes, charset) if charset is not None else None
     return net.eval(), classes, sliced
+
+
+def save_stock_checkpoint(
+    out: str | Path,
+    charset="ascii",
+    path: str | Path | None = None,
+    height: int = 48,
+    max_width: int = 1200,
+    protocol: str = "exact",
+) -> Path:
+    """Stock PP-OCRv6, its head sliced to ``charset``, as a checkpoint made here (no
+    training): ``export.py``, ``eval.py``, a checkpoint teacher and ``init_ckpt`` read it
+    as any other, so the stock model and a fine-tuned copy go through the same export and
+    the same predictor."""
+    from distill.core.charset import Charset
+    from distill.core.preprocess import PreprocessConfig
+    from distill.models.checkpoint import save_network
+
+    cs = Charset.resolve(charset)
+    net, _, sliced = import_ppocrv6(path, cs)
+    preprocess = PreprocessConfig(
+        height=height, channels=3, max_width=max_width, channel_order="bgr"
+    )
+    hparams = {
+        "net": {"arch": "ppocrv6", "variant": "small", "in_channels": 3},
+        "charset": cs.to_dict(),
+        "preprocess": preprocess.to_dict(),
+        "protocol": protocol,
+        "pretrained_from": str(Path(path) if path else default_path()),
+    }
+    save_network(out, hparams, net)
+    print(
+        f"{out}: PP-OCRv6 with {len(sliced.found)} of the {len(cs)} characters of "
+        f"{cs.name} from its dictionary"
+        + (f", new rows for {''.join(sliced.missing)}" if sliced.missing else "")
+    )
+    return Path(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """python -m distill.models.ppocrv6_import OUT.ckpt [--charset ascii] [--onnx PATH]"""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=save_stock_checkpoint.__doc__)
+    ap.add_argument("out", help="the checkpoint to write")
+    ap.add_argument("--charset", default="ascii", help="ascii, zh, or a charset file")
+    ap.add_argument("--onnx", default=None, help="PP-OCRv6's file (default: the rapidocr wheel's)")
+    ap.add_argument("--height", type=int, default=48)
+    ap.add_argument("--max-width", type=int, default=1200)
+    ap.add_argument("--protocol", default="exact")
+    a = ap.parse_args(argv)
+    save_stock_checkpoint(a.out, a.charset, a.onnx, a.height, a.max_width, a.protocol)
+
+
+if __name__ == "__main__":
+    main()
