@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-init ppocrv6-receipts test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain gain-run prune-en prune-finetune clean
+.PHONY: demo demo-init ppocrv6-receipts ship-receipts test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain gain-run prune-en prune-finetune clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -121,6 +121,22 @@ endef
 ship-en: $(STAMP)
 	$(PY) export.py ckpt=$(EN_V2) out=models/en_student.onnx name=en_student quantize=dynamic
 	$(call bench_en_sets,$(EN_MODELS),v2)
+
+# Ship the receipts model (PP-OCRv6 fine-tuned on receipt lines, make ppocrv6-receipts) as
+# models/en_receipts{,_int8}.onnx, and read the three English sets with it beside the stock
+# PP-OCRv6 (sliced to ASCII, exported the same way) and the peers, one run per set.
+RECEIPTS ?= logs/ppocrv6_receipts/checkpoints/last.ckpt
+RECEIPTS_INT8 ?= static
+STOCK_ASCII := logs/stock/ppocrv6_ascii
+RECEIPTS_MODELS := --model "en_receipts FP32=models/en_receipts.onnx" \
+	--model "en_receipts INT8=models/en_receipts_int8.onnx" \
+	--model "PP-OCRv6 ascii, stock=$(STOCK_ASCII).onnx"
+ship-receipts: $(STAMP)
+	$(PY) -m distill.models.ppocrv6_import $(STOCK_ASCII).ckpt --charset ascii --protocol caseless
+	$(PY) export.py ckpt=$(STOCK_ASCII).ckpt out=$(STOCK_ASCII).onnx name=ppocrv6_ascii
+	$(PY) export.py ckpt=$(RECEIPTS) out=models/en_receipts.onnx name=en_receipts \
+		quantize=$(RECEIPTS_INT8)
+	$(call bench_en_sets,$(RECEIPTS_MODELS),receipts)
 
 # The accuracy-latency table of the English student by size (README, notebook): each
 # size exported (FP32 + dynamic INT8, parity-checked), then the three English sets read
