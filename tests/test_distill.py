@@ -533,3 +533,25 @@ def test_ctc_case_and_freeze_are_model_settings(tmp_path):
         RecognizerModule(net, "ascii", freeze=["backbone.nope"])
     with pytest.raises(ValueError, match="ctc_case"):
         RecognizerModule(net, "ascii", ctc_case="upper")
+
+
+def test_a_teacher_at_the_students_frame_rate_aligns_frame_by_frame():
+    """PP-OCRv6 reads one frame past a line's end: its n + 1 frames are the student's n,
+    frame by frame. Resampling n + 1 onto n would split each spike between two frames
+    (the student then learns to drop spaces); a teacher at another rate is resampled."""
+    from types import SimpleNamespace
+
+    torch.manual_seed(0)
+    s_logits = torch.randn(2, 10, 6) * 4
+    extra = torch.randn(2, 1, 6)
+    t_logits = torch.cat([s_logits, extra], 1).log_softmax(-1)
+    student = Outputs(s_logits, torch.tensor([10, 8]))
+    teacher = Outputs(t_logits, torch.tensor([11, 9]))
+    net = SimpleNamespace(width_per_frame=8)
+    same = FrameKL(tau=1.0, align="interpolate")
+    same.bind(net, SimpleNamespace(preprocess=None, width_per_frame=8.0))
+    other = FrameKL(tau=1.0, align="interpolate")
+    other.bind(net, SimpleNamespace(preprocess=None, width_per_frame=4.0))
+    assert same.same_rate and not other.same_rate
+    assert float(same(student, teacher, {})) < 1e-5
+    assert float(other(student, teacher, {})) > 0.1

@@ -332,9 +332,16 @@ class FrameKL(torch.nn.Module):
     def __repr__(self) -> str:
         return f"kl(tau={self.tau:g})"
 
+    # a teacher at the student's frame rate may end a line a frame or two apart (PP-OCR
+    # pads and reads one frame past the end): those lines align frame by frame
+    SAME_RATE_SLACK = 2
+    same_rate = False  # set by bind
+
     def bind(self, student_net, teacher) -> None:
         if self.align == "auto":
             self.align = "strict" if teacher.preprocess is not None else "interpolate"
+        rate = getattr(teacher, "width_per_frame", None)
+        self.same_rate = rate is not None and abs(rate - student_net.width_per_frame) < 1e-6
 
     def check_alignment(self, t_frames: int, s_frames: int, where: str = "") -> None:
         """Strict frame KL compares frame by frame: unequal T needs interpolate."""
@@ -350,16 +357,27 @@ class FrameKL(torch.nn.Module):
             self.check_alignment(int(teacher.frames.max()), int(student.frames.max()))
             return topk_kl(teacher, student.logits, student.frames, self.tau)
         t_logits, t_s = teacher.logits, student.logits.shape[1]
-        if torch.equal(teacher.frames.to(student.frames.device), student.frames):
+        t_frames = teacher.frames.to(student.frames.device)
+        framewise = (
+            t_logits[:, :t_s]
+            if t_logits.shape[1] >= t_s
+            else F.pad(t_logits, (0, 0, 0, t_s - t_logits.shape[1]))
+        )
+        if torch.equal(t_frames, student.frames):
             # the same valid frames: only the padding may differ in length
-            t_logits = (
-                t_logits[:, :t_s]
-                if t_logits.shape[1] >= t_s
-                else F.pad(t_logits, (0, 0, 0, t_s - t_logits.shape[1]))
-            )
+            t_logits = framewise
         else:
             self.check_alignment(int(teacher.frames.max()), int(student.frames.max()))
-            t_logits = resample_time(t_logits, teacher.frames, student.frames, t_s)
+            resampled = resample_time(t_logits, teacher.frames, student.frames, t_s)
+            if self.same_rate:
+                # resampling n + 1 frames onto n shifts every spike by a fraction of a
+                # frame and splits it between two: a space's single frame sinks below
+                # the blank and the student learns to drop spaces
+                near = (t_frames - student.frames).abs() <= self.SAME_RATE_SLACK
+                framewise = framewise.float().log_softmax(-1)
+                t_logits = torch.where(near[:, None, None], framewise, resampled)
+            else:
+                t_logits = resampled
         return masked_kl(t_logits, student.logits, student.frames, self.tau)
 
 
