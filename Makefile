@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-init ppocrv6-receipts ship-receipts test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain gain-run prune-en prune-finetune clean
+.PHONY: demo demo-init ppocrv6-receipts ppocrv6-receipts-labels ship-receipts test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain gain-run prune-en prune-finetune clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -81,13 +81,21 @@ en-student-v2-sizes: $(STAMP)
 	$(call resumable_run,logs/en_student_v2_s,en_student_v2_s)
 
 # PP-OCRv6 itself fine-tuned on the receipt lines, the full PP-OCRv6 as its teacher
-# (experiment=ppocrv6_receipts; hours on 2 CPU cores; resumes when run again)
-ppocrv6-receipts: $(STAMP)
+# (experiment=ppocrv6_receipts; ~50 min on 2 CPU cores; resumes when run again)
+define receipts_splits
 	@[ -f $(GEN)/real/sroie_lines/train.tsv ] || $(PY) -m distill.data.split \
 		$(SHARED)/sroie_lines/labels.tsv $(GEN)/real/sroie_lines --val 500
 	@[ -f $(GEN)/real/scene_words/val.tsv ] || $(PY) -m distill.data.split \
 		$(SHARED)/scene_words/labels.tsv $(GEN)/real/scene_words --val 300
+endef
+ppocrv6-receipts: $(STAMP)
+	$(receipts_splits)
 	$(call resumable_run,logs/ppocrv6_receipts,ppocrv6_receipts)
+
+# the same fine-tuning without the teacher (kd=labels): what the teacher is worth
+ppocrv6-receipts-labels: $(STAMP)
+	$(receipts_splits)
+	$(call resumable_run,logs/ppocrv6_receipts_labels,ppocrv6_receipts,kd=labels)
 
 # PP-OCRv6's label cache for the Chinese student (experiment=zh_student_v2): synthetic
 # lines of every render profile in the training fonts (held-out families stay out).
@@ -128,14 +136,20 @@ ship-en: $(STAMP)
 RECEIPTS ?= logs/ppocrv6_receipts/checkpoints/last.ckpt
 RECEIPTS_INT8 ?= static
 STOCK_ASCII := logs/stock/ppocrv6_ascii
-RECEIPTS_MODELS := --model "en_receipts FP32=models/en_receipts.onnx" \
+# the same fine-tuning without the teacher (make ppocrv6-receipts-labels), read beside them
+RECEIPTS_LABELS ?= logs/ppocrv6_receipts_labels/checkpoints/last.ckpt
+RECEIPTS_LABELS_ONNX := logs/ppocrv6_receipts_labels/en_receipts_labels.onnx
+RECEIPTS_MODELS = --model "en_receipts FP32=models/en_receipts.onnx" \
 	--model "en_receipts INT8=models/en_receipts_int8.onnx" \
-	--model "PP-OCRv6 ascii, stock=$(STOCK_ASCII).onnx"
+	--model "PP-OCRv6 ascii, stock=$(STOCK_ASCII).onnx" \
+	$(if $(wildcard $(RECEIPTS_LABELS)),--model "fine-tuned without teacher=$(RECEIPTS_LABELS_ONNX)")
 ship-receipts: $(STAMP)
 	$(PY) -m distill.models.ppocrv6_import $(STOCK_ASCII).ckpt --charset ascii --protocol caseless
 	$(PY) export.py ckpt=$(STOCK_ASCII).ckpt out=$(STOCK_ASCII).onnx name=ppocrv6_ascii
 	$(PY) export.py ckpt=$(RECEIPTS) out=models/en_receipts.onnx name=en_receipts \
 		quantize=$(RECEIPTS_INT8)
+	@[ ! -f $(RECEIPTS_LABELS) ] || $(PY) export.py ckpt=$(RECEIPTS_LABELS) \
+		out=$(RECEIPTS_LABELS_ONNX) name=en_receipts_labels
 	$(call bench_en_sets,$(RECEIPTS_MODELS),receipts)
 
 # The accuracy-latency table of the English student by size (README, notebook): each
