@@ -200,3 +200,30 @@ def test_a_fine_tuned_copy_exports_in_the_contract_and_the_predictor_reads_it(as
     alone = sess.run(None, {"image": x1, "widths": w1})[0][0, :t]
     beside = sess.run(None, {"image": x2, "widths": w2})[0][0, :t]
     assert np.abs(alone - beside).max() < 1e-4
+
+
+def test_a_fine_tuned_copy_teaches_the_small_student(ascii_ckpt, tmp_path):
+    """The copy (48-px BGR, a frame per 8 pixels) teaches the ShuffleNetV2 student (32-px
+    grey, a frame per 4) from the raw images (teacher.view), online: its frames are
+    resampled onto the student's and it reads the validation lines as the stock model
+    does."""
+    from distill.lit.train import train
+
+    from .helpers import TINY_STUDENT, compose_cfg
+
+    overrides = [
+        "debug=fdr",
+        *TINY_STUDENT,
+        "charset=ascii",
+        "data=labelfile",
+        "data.batch_size=4",
+        "preprocess.max_width=400",
+        f"teacher.ckpt={ascii_ckpt}",
+        "teacher.view=clean",
+        "kd=pseudo_frame_kl",
+        "test=false",
+        "logger=[]",
+    ]
+    metrics = train(compose_cfg("train", overrides, tmp_path))
+    assert np.isfinite(metrics["train/loss_kl"]) and metrics["train/loss_kl"] > 0
+    assert metrics["val/teacher_acc"] == 0.75  # the batch ascii_ckpt's own validation read
