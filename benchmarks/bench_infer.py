@@ -3,7 +3,7 @@ same thread settings:
 
     python -m benchmarks.bench_infer LABELFILE [--student S.onnx] [--student-int8 S8.onnx]
         [--teacher T.onnx] [--model NAME=M.onnx ...] [--peers ppocrv6,ppocrv5,ppocrv4,tesseract]
-        [--protocol scene] [--limit N] [--name NAME] [--plot]
+        [--protocol scene] [--limit N] [--name NAME] [--reference ENGINE] [--plot]
 
 Engines: our models (``--student``/``--student-int8``/``--teacher``, and any number of
 ``--model NAME=PATH``: several student sizes, FP32 and INT8), and the peers that are
@@ -14,7 +14,7 @@ installed: PP-OCRv6's recognizer (``rapidocr`` 3.10 wheel), PP-OCRv5's
 default configs: fine for the speed columns, meaningless for accuracy. Reports
 parameters, file size, median ms/line at batch 1 with 1 and 2 threads (the engines take
 turns on slices of the timing lines), latency against
-PP-OCRv6 (else PP-OCRv4), lines/s batched (batch 16, 2 threads), word accuracy (also
+``--reference`` (default: the wheel's PP-OCRv6 file, else PP-OCRv4's), lines/s batched (batch 16, 2 threads), word accuracy (also
 ignoring spaces: PP-OCR drops or adds spaces in Chinese lines) and CER;
 writes benchmarks/results/infer_NAME.{json,md} and with ``--plot`` the accuracy-latency
 picture infer_NAME.png.
@@ -248,6 +248,26 @@ def our_engines(args) -> tuple[list, dict, list[str]]:
     return [OurEngine(n, Path(p)) for n, p in given.items()], given, untrained
 
 
+def latency_reference(rows: list[dict], name: str | None) -> dict | None:
+    """The row latencies are divided by: ``name``, else the wheel's PP-OCRv6 file, else the
+    first engine named PP-OCRv6 (one of ours built from it), else PP-OCRv4's."""
+    if name:
+        for r in rows:
+            if r["engine"] == name:
+                return r
+        engines = [r["engine"] for r in rows]
+        sys.exit(f"--reference {name!r} is not an engine of this run: {engines}")
+    for test in (
+        lambda e: e == "PP-OCRv6 rec",
+        lambda e: e.startswith("PP-OCRv6"),
+        lambda e: e.startswith("PP-OCRv4"),
+    ):
+        found = next((r for r in rows if test(r["engine"])), None)
+        if found:
+            return found
+    return None
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("labelfile")
@@ -262,6 +282,11 @@ def main() -> None:
     ap.add_argument("--timing-lines", type=int, default=100, help="lines timed at batch 1")
     ap.add_argument("--rounds", type=int, default=10, help="turns of the timed engines")
     ap.add_argument("--name", default=None, help="results file suffix (default: label folder)")
+    ap.add_argument(
+        "--reference",
+        default=None,
+        help="the engine latencies are divided by (default: PP-OCRv6 rec, the wheel's file)",
+    )
     ap.add_argument("--plot", action="store_true", help="write the accuracy-latency picture")
     args = ap.parse_args()
 
@@ -293,8 +318,7 @@ def main() -> None:
         for row, t in zip(rows, times):
             ms = 1000 * statistics.median(x for turn in t for x in turn)
             row[f"ms_line_{threads}thread{'s' if threads > 1 else ''}"] = ms
-    ref = next((r for r in rows if r["engine"].startswith("PP-OCRv6")), None)
-    ref = ref or next((r for r in rows if r["engine"].startswith("PP-OCRv4")), None)
+    ref = latency_reference(rows, args.reference)
     for r in rows:
         r["latency_vs_ref"] = r["ms_line_1thread"] / ref["ms_line_1thread"] if ref else None
 
