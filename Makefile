@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-init ppocrv6-receipts ppocrv6-receipts-labels ship-receipts test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain gain-run prune-en prune-finetune clean
+.PHONY: demo demo-init ppocrv6-receipts ppocrv6-receipts-labels ship-receipts ppocrv6-cuts test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain gain-run prune-en prune-finetune clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -151,6 +151,34 @@ ship-receipts: $(STAMP)
 	@[ ! -f $(RECEIPTS_LABELS) ] || $(PY) export.py ckpt=$(RECEIPTS_LABELS) \
 		out=$(RECEIPTS_LABELS_ONNX) name=en_receipts_labels
 	$(call bench_en_sets,$(RECEIPTS_MODELS),receipts)
+
+# The cuts of PP-OCRv6 that keep its function and need no training, each on its own: the
+# head sliced to ASCII, INT8 (static QDQ convolutions, or dynamic MatMul only) and input
+# height 32, beside the wheel's file, its peers, Tesseract and the shipped students; one
+# bench_infer run per English set (benchmarks/results/infer_*_en_cuts.md)
+CUTS := logs/cuts
+CUTS_VAL := data=labelfile 'data.val=[$(GEN)/real/sroie_lines/val.tsv,$(GEN)/real/scene_words/val.tsv]'
+CUTS_MODELS := --model "PP-OCRv6 ascii h48 FP32=$(CUTS)/ascii_h48.onnx" \
+	--model "PP-OCRv6 ascii h48 INT8 static=$(CUTS)/ascii_h48_int8.onnx" \
+	--model "PP-OCRv6 ascii h48 INT8 dynamic=$(CUTS)/ascii_h48_dyn_int8.onnx" \
+	--model "PP-OCRv6 ascii h32 FP32=$(CUTS)/ascii_h32.onnx" \
+	--model "PP-OCRv6 ascii h32 INT8 static=$(CUTS)/ascii_h32_int8.onnx" \
+	--model "en_student FP32=models/en_student.onnx" \
+	--model "en_student INT8=models/en_student_int8.onnx"
+ppocrv6-cuts: $(STAMP)
+	$(receipts_splits)
+	$(PIP) install --quiet -e ".[bench]"
+	-bash scripts/install_tesseract.sh eng
+	$(PY) -m distill.models.ppocrv6_import $(CUTS)/ascii_h48.ckpt --charset ascii --protocol caseless
+	$(PY) -m distill.models.ppocrv6_import $(CUTS)/ascii_h32.ckpt --charset ascii --protocol caseless \
+		--height 32
+	$(PY) export.py ckpt=$(CUTS)/ascii_h48.ckpt out=$(CUTS)/ascii_h48.onnx name=ppocrv6_ascii_h48 \
+		quantize=static $(CUTS_VAL)
+	$(PY) export.py ckpt=$(CUTS)/ascii_h48.ckpt out=$(CUTS)/ascii_h48_dyn.onnx name=ppocrv6_ascii_h48 \
+		quantize=dynamic $(CUTS_VAL)
+	$(PY) export.py ckpt=$(CUTS)/ascii_h32.ckpt out=$(CUTS)/ascii_h32.onnx name=ppocrv6_ascii_h32 \
+		quantize=static $(CUTS_VAL)
+	$(call bench_en_sets,$(CUTS_MODELS),cuts)
 
 # The accuracy-latency table of the English student by size (README, notebook): each
 # size exported (FP32 + dynamic INT8, parity-checked), then the three English sets read
