@@ -13,9 +13,9 @@ installed: PP-OCRv6's recognizer (``rapidocr`` 3.10 wheel), PP-OCRv5's
 (``--psm 7``). Without ``--model``, our models not given are exported from untrained
 default configs: fine for the speed columns, meaningless for accuracy. Reports
 parameters, file size, median ms/line at batch 1 with 1 and 2 threads (the engines take
-turns on slices of the timing lines), latency against
-``--reference`` (default: the wheel's PP-OCRv6 file, else PP-OCRv4's), lines/s batched (batch 16, 2 threads), word accuracy (also
-ignoring spaces: PP-OCR drops or adds spaces in Chinese lines) and CER;
+turns on slices of the timing lines), latency against ``--reference`` (default: the
+wheel's PP-OCRv6 file, else PP-OCRv4's), lines/s batched (batch 16, 2 threads), word
+accuracy (also ignoring spaces: PP-OCR drops or adds spaces in Chinese lines) and CER;
 writes benchmarks/results/infer_NAME.{json,md} and with ``--plot`` the accuracy-latency
 picture infer_NAME.png.
 """
