@@ -25,13 +25,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from benchmarks.bench_ppocrv6_import import decode
 from benchmarks.labelsets import load_labelled
 from benchmarks.results_io import write_results
 from distill.core.charset import Charset
-from distill.core.ctc import greedy_decode
 from distill.core.metrics import score, split_protocol
 from distill.core.preprocess import PreprocessConfig, pad_batch, preprocess, valid_frames
-from distill.models.ppocrv6 import masked
 from distill.models.ppocrv6_import import import_ppocrv6
 from distill.pruning.measure import count_macs
 
@@ -52,17 +51,16 @@ def without_blocks(net: nn.Module, drop: list[int]) -> nn.Module:
 
 
 class TokenMixerOnly(nn.Module):
-    """A MetaFormer block without its channel mixer: the depthwise convolution (and SE)."""
+    """A MetaFormer block without its channel mixer: its token mixer alone."""
 
     residual = True
 
     def __init__(self, block: nn.Module):
         super().__init__()
-        self.dw, self.se = block.dw, block.se
+        self.block = block
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        y = self.dw(masked(x, mask))
-        return y if self.se is None else self.se(y, mask)
+        return self.block.token_mixer(x, mask)
 
 
 def without_mixers(net: nn.Module, drop: list[int]) -> nn.Module:
@@ -87,8 +85,8 @@ def read(net: nn.Module, arrays: list[np.ndarray], chars: list[str]) -> list[str
             logits = net(torch.from_numpy(x), torch.from_numpy(widths))[0]
             probs = logits.float().softmax(-1).numpy()
             frames = np.minimum(valid_frames(widths, 8), probs.shape[1])
-            for j, (seq, _) in zip(idx, greedy_decode(probs, frames)):
-                texts[j] = "".join(chars[k - 1] for k in seq)
+            for j, text in zip(idx, decode(probs, frames, chars)):
+                texts[j] = text
     return texts
 
 

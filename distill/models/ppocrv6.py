@@ -96,10 +96,13 @@ class MetaFormerBlock(nn.Module):
         self.compress = nn.Conv2d(2 * c_in, c_out, 1)
         self.residual = c_in == c_out and stride == 1
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def token_mixer(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """The depthwise convolution, squeeze-excited or not: the part a residual skips."""
         y = self.dw(masked(x, mask))
-        if self.se is not None:
-            y = self.se(y, mask)
+        return y if self.se is None else self.se(y, mask)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        y = self.token_mixer(x, mask)
         z = self.compress(F.gelu(self.expand(y)))
         return y + z if self.residual else z
 
