@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-init ppocrv6-receipts ppocrv6-receipts-labels ship-receipts ppocrv6-cuts ppocrv6-h32 test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain gain-run prune-en prune-finetune clean
+.PHONY: demo demo-init ppocrv6-receipts ppocrv6-receipts-labels ship-receipts ppocrv6-cuts ppocrv6-h32 ppocrv6-prune ppocrv6-recover test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-core ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain gain-run prune-en prune-finetune clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -63,7 +63,10 @@ reference: $(STAMP)
 SHARED ?= ../shared/data
 GEN := data/generated
 TEACH := $(PY) -m distill.teach --teacher ppocrv6 --charset ascii
-ppocrv6-cache: $(STAMP)
+# ppocrv6-cache-core: all but the 40,000 mixed synthetic lines (what ppocrv6-prune needs).
+ppocrv6-cache: ppocrv6-cache-core
+	$(TEACH) --source synth:40000:en:mix --out $(GEN)/ppocrv6/synth_mix_en
+ppocrv6-cache-core: $(STAMP)
 	$(PIP) install --quiet -e ".[train,dev,teachers]"
 	$(PY) -m distill.data.split $(SHARED)/scene_words/labels.tsv $(GEN)/real/scene_words --val 300
 	$(PY) -m distill.data.split $(SHARED)/sroie_lines/labels.tsv $(GEN)/real/sroie_lines --val 500
@@ -71,7 +74,6 @@ ppocrv6-cache: $(STAMP)
 	$(TEACH) --source $(GEN)/real/sroie_lines/train.tsv --out $(GEN)/ppocrv6/sroie_lines
 	$(TEACH) --source $(SHARED)/iiit5k_train_unlabeled/img --out $(GEN)/ppocrv6/iiit5k_unlabeled
 	$(TEACH) --source synth:20000 --out $(GEN)/ppocrv6/synth_en
-	$(TEACH) --source synth:40000:en:mix --out $(GEN)/ppocrv6/synth_mix_en
 
 # The other two sizes of the English student v2 for the accuracy-latency table (same
 # data, recipe and steps; hours each; resume when run again): x1.5 first (does capacity
@@ -192,6 +194,45 @@ ppocrv6-h32: $(STAMP)
 	$(call bench_en_sets,--model "PP-OCRv6 h32 distilled FP32=$(H32)/en_h32.onnx" \
 		--model "PP-OCRv6 h32 distilled INT8=$(H32)/en_h32_int8.onnx" \
 		--model "en_student INT8=models/en_student_int8.onnx" --peers ppocrv6,h32)
+
+# Gradual channel pruning of PP-OCRv6 (ASCII head, height 48; experiment=ppocrv6_recover).
+# First the sensitivity of each channel group (pruned alone, Taylor importance). Each round cuts the multiply-adds to PV6_KEEP of the round's input (prune.py: Taylor
+# importance of the network's own reading, one global threshold), then recovers for
+# PV6_STEPS steps from PP-OCRv6's label cache (ppocrv6-cache-core); the next round
+# starts from the recovered network. Resumable: a finished cut or recovery is kept. Then
+# every round, cut and recovered, on the three English sets
+# (benchmarks/results/prune_ppocrv6_en.md) and the recovery curves
+# (prune_rounds_ppocrv6_en.md). 10-20 min a round on 2 CPU cores.
+PV6 ?= logs/prune_v6
+PV6_ROUNDS ?= 1 2 3 4
+PV6_KEEP ?= 0.8
+PV6_STEPS ?= 400
+ppocrv6-prune: ppocrv6-cache-core
+	@[ -f $(CUTS)/ascii_h48.ckpt ] || $(PY) -m distill.models.ppocrv6_import \
+		$(CUTS)/ascii_h48.ckpt --charset ascii --protocol caseless
+	@[ -f $(PV6)/sensitivity/sensitivity.json ] || $(PY) prune.py ckpt=$(CUTS)/ascii_h48.ckpt \
+		mode=sensitivity importance=taylor 'ratios=[0.25,0.5]' eval_samples=200 $(CUTS_VAL) \
+		hydra.run.dir=$(PV6)/sensitivity
+	cp $(PV6)/sensitivity/sensitivity.png benchmarks/results/prune_ppocrv6_sensitivity.png
+	cp $(PV6)/sensitivity/sensitivity.json benchmarks/results/prune_ppocrv6_sensitivity.json
+	@src=$(CUTS)/ascii_h48.ckpt; for k in $(PV6_ROUNDS); do r=$(PV6)/round$$k; \
+		[ -f $$r/pruned.ckpt ] || $(PY) prune.py ckpt=$$src mode=global importance=taylor \
+			target.metric=macs target.keep=$(PV6_KEEP) eval_samples=300 $(CUTS_VAL) \
+			hydra.run.dir=$$r || exit 1; \
+		$(MAKE) --no-print-directory ppocrv6-recover RUN=$$r/recover INIT=$$r/pruned.ckpt \
+			|| exit 1; \
+		src=$$r/recover/checkpoints/last.ckpt; done
+	@[ -f $(HELDOUT_DOC_EN)/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
+		--lang en --fonts heldout --size 500 --out $(HELDOUT_DOC_EN)
+	$(PY) -m benchmarks.bench_prune --name ppocrv6_en --row "PP-OCRv6 ascii=$(CUTS)/ascii_h48.ckpt" \
+		$(foreach k,$(PV6_ROUNDS),--row "round $(k) cut=$(PV6)/round$(k)/pruned.ckpt" \
+			--row "round $(k) recovered=$(PV6)/round$(k)/recover/checkpoints/last.ckpt") \
+		--devset ../shared/devsets/iiit5k_300/labels.tsv:scene \
+		--devset ../shared/devsets/sroie_500/labels.tsv:caseless \
+		--devset $(HELDOUT_DOC_EN)/labels.tsv:exact
+	$(PY) -m benchmarks.prune_rounds $(PV6) --name ppocrv6_en
+ppocrv6-recover: $(STAMP)
+	$(call resumable_run,$(RUN),ppocrv6_recover,init_ckpt=$(INIT) trainer.max_steps=$(PV6_STEPS))
 
 # The accuracy-latency table of the English student by size (README, notebook): each
 # size exported (FP32 + dynamic INT8, parity-checked), then the three English sets read

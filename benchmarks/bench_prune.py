@@ -6,10 +6,10 @@
 
 Each checkpoint (as prune.py and train.py init_ckpt=... write them) is exported to ONNX
 (parity checked), then measured with the same images and thread settings: parameters,
-multiply-adds of a 32 x 320 line, ONNX file size, ms/line at batch 1 (2 threads; the
-models take turns reading them, and the speed-up is taken within each turn, so drift of a
-shared machine hits them alike), peak resident memory of a process that loads the model
-and reads the timing lines, and accuracy on each dev set. Writes
+multiply-adds of a 320-px line at the model's height, ONNX file size, ms/line at batch 1
+(2 threads; the models take turns reading them, and the speed-up is taken within each
+turn, so drift of a shared machine hits them alike), peak resident memory of a process
+that loads the model and reads the timing lines, and accuracy on each dev set. Writes
 benchmarks/results/prune_NAME.{json,md}.
 """
 
@@ -147,7 +147,7 @@ def main() -> None:
         f"Batch 1, 2 threads: {args.rounds} rounds in which each model reads "
         f"{len(timing_images)} lines of {devsets[0][0]} in turn; ms/line is the median of the "
         "rounds' medians, speed-up the median of the rounds' ratios to the first row. MMACs "
-        "of one 32 x 320 line; peak RSS of a process reading those lines.\n\n"
+        "of one 320-px line at the model's height; peak RSS of a process reading those lines.\n\n"
         + "\n".join(lines)
         + "\n"
     )

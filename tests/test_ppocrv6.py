@@ -227,3 +227,45 @@ def test_a_fine_tuned_copy_teaches_the_small_student(ascii_ckpt, tmp_path):
     metrics = train(compose_cfg("train", overrides, tmp_path))
     assert np.isfinite(metrics["train/loss_kl"]) and metrics["train/loss_kl"] > 0
     assert metrics["val/teacher_acc"] == 0.75  # the batch ascii_ckpt's own validation read
+
+
+def test_prune_py_cuts_the_imported_network_by_taylor_importance_and_it_exports(tmp_path):
+    """prune.py on the stock network (ASCII head): Taylor importance from its own reading
+    of lines that are not the scoring ones, one global threshold meeting a MACs target;
+    the pruned checkpoint keeps PP-OCR's preprocessing, and exports within parity."""
+    from distill.export.onnx import export_onnx
+    from distill.export.parity import check_parity
+    from distill.models.checkpoint import load_network
+    from distill.models.ppocrv6_import import main
+    from distill.pruning.run import run_prune
+
+    from .helpers import compose_cfg
+
+    main([str(tmp_path / "stock.ckpt"), "--charset", "ascii"])
+    gt = ROOT / "data" / "samples" / "gt.txt"
+    info = run_prune(
+        compose_cfg(
+            "prune",
+            [
+                f"ckpt={tmp_path / 'stock.ckpt'}",
+                "mode=global",
+                "importance=taylor",
+                "target.metric=macs",
+                "target.keep=0.9",
+                "eval_samples=16",
+                "importance_samples=8",
+                "data=labelfile",
+                f"data.val=[{gt}]",
+            ],
+            tmp_path / "prune",
+        )
+    )
+    assert info["importance"] == "taylor" and info["skip"] == []
+    assert info["after_no_finetune"]["macs"] <= 0.9 * info["before"]["macs"]
+    assert info["before"]["acc"] >= 0.9  # the stock network reads the samples
+    assert all(not name.startswith("neck") for name in info["plan"])
+    pruned = load_network(tmp_path / "prune" / "pruned.ckpt")
+    assert pruned.preprocess.channel_order == "bgr" and pruned.net.width_per_frame == 8
+    path = export_onnx(pruned, tmp_path / "pruned.onnx", "ppocrv6_pruned")
+    report = check_parity(pruned, path, widths=(100, 320), batches=(1, 3))
+    assert report.ok, str(report)

@@ -322,3 +322,117 @@ def test_the_resnet34_teacher_prunes_too():
     ).eval()
     rebuilt.load_state_dict(pruned.state_dict())
     assert torch.equal(rebuilt(x, widths)[0], pruned(x, widths)[0])
+
+
+# PP-OCRv6's recognizer (random weights: its structure is what is tested here; the
+# imported network is pruned end to end in test_ppocrv6.py)
+V6_SHAPE = (48, 3)
+
+
+def v6_net(seed=0):
+    from distill.models.ppocrv6 import PPOCRv6Rec
+
+    torch.manual_seed(seed)
+    return PPOCRv6Rec(11).eval()
+
+
+def v6_lines():
+    x = torch.randn(2, 3, 48, 160, generator=torch.Generator().manual_seed(2))
+    return x, torch.tensor([160, 72])
+
+
+def test_ppocrv6_groups_are_the_stage_streams_the_block_widths_and_squeeze_excite():
+    from distill.pruning.plan import group_label
+
+    graph = PruningGraph(v6_net(), *V6_SHAPE)
+    labels = {group_label(n) for n in graph.groups}
+    assert {"stages 0-1 stream", "stage2 stream", "stage3 stream"} <= labels
+    assert {f"block{i} hidden" for i in range(13)} <= labels
+    assert {f"block{i} SE" for i in (0, 4, 6, 8, 11)} <= labels
+    # the last stage's residual stream is read by the neck, whose own width stays
+    stream = graph.groups["backbone.blocks.12.compress"]
+    assert {"neck.skip.0", "neck.local_pw.0", "backbone.blocks.10.compress"} <= set(stream.members)
+    assert "backbone.stem4" in graph.groups["backbone.blocks.2.compress"].members
+    assert not any(n.startswith("neck") for n in graph.groups)
+
+
+def test_a_pruned_ppocrv6_keeps_its_frames_masks_its_padding_and_rebuilds():
+    net = v6_net()
+    x, widths = v6_lines()
+    shape_before = net(x, widths)[0].shape
+    macs_before = count_macs(net, *V6_SHAPE)
+    graph = PruningGraph(net, *V6_SHAPE, round_to=8)
+    for name in list(graph.groups):
+        graph.prune(name, 0.5)
+    assert count_macs(net, *V6_SHAPE) < 0.35 * macs_before
+    logits = net(x, widths)[0]
+    assert logits.shape == shape_before  # [B, W/8, classes]
+    alone = net(x[1:, :, :, :72], widths[1:])[0]
+    assert torch.allclose(alone[0], logits[1, :9], atol=1e-4)
+    full = build_model(11, arch="ppocrv6")
+    rebuilt = build_model(11, arch="ppocrv6", pruned_shapes=changed_shapes(net, full)).eval()
+    rebuilt.load_state_dict(net.state_dict())
+    assert torch.equal(rebuilt(x, widths)[0], logits)
+
+
+def test_taylor_importance_removes_a_loud_channel_that_nothing_reads_and_l1_keeps():
+    """A hidden channel of block 5 with weights 50x larger than the rest, whose output
+    the compression ignores: its L1 norm is the largest of the group, its Taylor score
+    (|weight x gradient|) exactly 0, so Taylor prunes it first."""
+    from distill.core.charset import Charset
+    from distill.pruning.plan import channel_scores
+
+    charset = Charset("0123456789")
+    net = v6_net()
+    block, k = net.backbone.blocks[5], 3
+    block.expand.weight.data[k] *= 50
+    block.compress.weight.data[:, k] = 0
+    rng = torch.Generator().manual_seed(3)
+    samples = [
+        {"image": torch.randn(3, 48, w, generator=rng).numpy(), "label": "1"}
+        for w in (64, 96, 128, 160)
+    ]
+    batches = Batches(samples, batch_size=2)
+    group = "backbone.blocks.5.expand"
+    l1 = channel_scores(net, V6_SHAPE)[group]
+    taylor = channel_scores(net, V6_SHAPE, importance="taylor", batches=batches, charset=charset)
+    assert int(l1.argmax()) == k
+    assert float(taylor[group][k]) == 0.0 and float(taylor[group].max()) > 0
+    assert all(float(s.max()) > 0 for s in taylor.values())  # every group got gradients
+    pruned = pruned_copy(net, {group: 0.01}, V6_SHAPE, scores=taylor)
+    kept = dict(pruned.named_modules())[group].weight
+    assert kept.shape[0] == 384 - 3 and kept.abs().max() < block.expand.weight[k].abs().max()
+    assert net.backbone.blocks[5].expand.weight.grad is None  # scored on a copy
+    with pytest.raises(ValueError, match="needs lines"):
+        channel_scores(net, V6_SHAPE, importance="taylor")
+    with pytest.raises(ValueError, match="importance must be one of"):
+        channel_scores(net, V6_SHAPE, importance="hessian")
+
+
+def test_a_skip_the_network_lacks_is_an_error_naming_it():
+    with pytest.raises(ValueError, match=r"skip names modules .*'backbone.body.0'"):
+        PruningGraph(v6_net(), *V6_SHAPE, skip=["backbone.body.0"])
+
+
+def test_prune_rounds_tabulates_each_cut_and_its_recovery(tmp_path, monkeypatch):
+    from benchmarks import prune_rounds, results_io
+
+    monkeypatch.setattr(results_io, "RESULTS", tmp_path / "results")
+    for k, (macs, after) in enumerate([(800e6, 0.477), (640e6, 0.167)], start=1):
+        folder = tmp_path / "rounds" / f"round{k}"
+        folder.mkdir(parents=True)
+        plan = {
+            "source": "x.ckpt",
+            "how": "...",
+            "mode": "global",
+            "importance": "taylor",
+            "target": {"metric": "macs", "keep": 0.8},
+            "before": {"macs": 1000e6 if k == 1 else 800e6, "params": 3e6, "acc": 0.89},
+            "after_no_finetune": {"macs": macs, "params": 2e6, "acc": after},
+            "validation": {"set": "val", "lines": 300},
+        }
+        (folder / "plan.json").write_text(json.dumps(plan))
+    prune_rounds.main([str(tmp_path / "rounds"), "--name", "t"])
+    md = (tmp_path / "results" / "prune_rounds_t.md").read_text()
+    assert "| round1 | 800 (80%) |" in md and "| round2 | 640 (64%) |" in md
+    assert "47.7%" in md and "not run" in md and "taylor importance" in md

@@ -22,6 +22,10 @@ class CRNN(nn.Module):
     AdaptiveAvgPool2d((None, 1)), which ONNX handles badly).
     """
 
+    # prune.py keeps these output widths unless told otherwise: the stem convolution
+    # next to the input (little to save, much to lose)
+    prune_skip = ("backbone.body.0",)
+
     def __init__(
         self,
         backbone: str,

@@ -210,6 +210,10 @@ class PPOCRv6Rec(nn.Module):
     the blank (class 0) and, for PP-OCRv6's own dictionary, the space (the last class)."""
 
     width_per_frame = WIDTH_PER_FRAME
+    # structured pruning keeps these widths: the neck's 120 channels are split into
+    # attention heads and normalized together (distill/pruning/graph.py)
+    unprunable = ("neck",)
+    prune_skip = ()
 
     def __init__(
         self,

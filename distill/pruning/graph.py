@@ -13,11 +13,25 @@ made explicit to it:
   the last 1x1 convolution (the LSTM's input width) stay prunable.
 - The LSTM's input width is pruned exactly (the columns of both directions' input
   weights); its hidden width is not touched.
+
+PP-OCRv6's recognizer needs nothing declared: DepGraph couples each stage's residual
+stream (the stem's or the first block's output, every depthwise convolution, squeeze-
+excite and compression of the stage, and the next stage's or the neck's inputs), and
+leaves each block's hidden width (expand -> compress) and squeeze-excite width a group of
+its own. A network names the modules whose widths stay (``unprunable``: PP-OCRv6's neck,
+whose 120 channels are split into attention heads and normalized together).
+
+Which channels of a group go is decided by an importance: the L1 norm of their weights,
+or Taylor's first-order estimate of the loss change (|weight x gradient| summed over the
+group; the caller puts the gradients on the network first, :func:`channel_scores` in
+plan.py). PP-OCRv6's convolutions carry their BatchNorm folded in, so weight norms say
+little there and a one-shot cut by magnitude reads nothing: data must choose.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fnmatch
 from dataclasses import dataclass, field
 
 import torch
@@ -85,6 +99,15 @@ class _LSTMInputPruner(tp.pruner.function.LSTMPruner):
         return None
 
 
+IMPORTANCES = ("l1", "taylor")
+
+
+def _under(name: str, pattern: str) -> bool:
+    """``name`` is the module ``pattern`` names or inside it; ``*`` matches any part of a
+    name (``backbone.blocks.*.compress``)."""
+    return fnmatch.fnmatchcase(name, pattern) or fnmatch.fnmatchcase(name, pattern + ".*")
+
+
 def is_depthwise(m: nn.Module) -> bool:
     return isinstance(m, nn.Conv2d) and m.groups > 1 and m.groups == m.in_channels
 
@@ -101,8 +124,10 @@ class Group:
 class PruningGraph:
     """DepGraph of one network (a :class:`~distill.models.crnn.CRNN`), and its groups.
 
-    ``skip``: module names (or name prefixes) whose output channels are kept, e.g. the
-    stem convolution next to the input. The CTC head and the shuffles are always kept.
+    ``skip``: module names whose output channels are kept (and the modules inside them;
+    ``*`` matches any part of a name), e.g. the stem convolution next to the input; a
+    name that matches no module is an error. The CTC
+    head, the shuffles and the network's ``unprunable`` modules are always kept.
     ``round_to``: a pruned group keeps a multiple of this many channels.
     """
 
@@ -117,6 +142,13 @@ class PruningGraph:
     ):
         self.net = net
         self.names = {m: n for n, m in net.named_modules()}
+        unknown = [s for s in skip if not any(_under(n, s) for n in self.names.values() if n)]
+        if unknown:
+            tops = ", ".join(n for n, _ in net.named_children())
+            raise ValueError(
+                f"skip names modules this network does not have: {unknown} (its modules: "
+                f"{tops}; nested ones by dotted path, e.g. backbone.blocks.0)"
+            )
         example = torch.zeros(1, in_channels, height, width)
         was_training = net.training
         net.eval()
@@ -129,7 +161,7 @@ class PruningGraph:
                 verbose=False,
             )
         net.train(was_training)
-        self.skip = tuple(skip)
+        self.skip = tuple(skip) + tuple(getattr(net, "unprunable", ()))
         self.round_to = round_to
         ignored = [m for m in net.modules() if isinstance(m, ChannelShuffle)]
         ignored += [m for n, m in net.named_modules() if n and self._skipped(n)]
@@ -161,24 +193,36 @@ class PruningGraph:
             self._roots[name] = root
 
     def _skipped(self, name: str) -> bool:
-        return any(name == s or name.startswith(s + ".") for s in self.skip)
+        return any(_under(name, s) for s in self.skip)
 
-    def scores(self, name: str, normalizer: str | None = None) -> torch.Tensor:
-        """Each channel's L1 norm over the whole group (mean over its layers);
-        ``normalizer="mean"`` divides by the group's mean, to compare groups."""
+    def scores(
+        self, name: str, normalizer: str | None = None, importance: str = "l1"
+    ) -> torch.Tensor:
+        """Each channel's importance over the whole group (mean over its layers): ``l1``
+        the L1 norm of its weights, ``taylor`` |weight x gradient| (the gradients must be
+        on the network). ``normalizer="mean"`` divides by the group's mean."""
         root = self._roots[name]
         group = self.dg.get_pruning_group(
             root, tp.prune_conv_out_channels, list(range(root.out_channels))
         )
-        scorer = tp.importance.GroupMagnitudeImportance(
-            p=1, group_reduction="mean", normalizer=normalizer
-        )
-        return scorer(group)
+        if importance == "l1":
+            scorer = tp.importance.GroupMagnitudeImportance(
+                p=1, group_reduction="mean", normalizer=normalizer
+            )
+        elif importance == "taylor":
+            if root.weight.grad is None:
+                raise ValueError(f"taylor importance of {name}: the network has no gradients")
+            scorer = tp.importance.GroupTaylorImportance(
+                group_reduction="mean", normalizer=normalizer
+            )
+        else:
+            raise ValueError(f"importance must be one of {IMPORTANCES}, got {importance!r}")
+        return scorer(group).detach()
 
-    def prune(self, name: str, ratio: float) -> int:
-        """Remove ``ratio`` of group ``name``'s channels, the lowest L1 norm first, keeping
-        a multiple of ``round_to``. Returns how many were removed (one channel at least
-        is always kept)."""
+    def prune(self, name: str, ratio: float, scores: torch.Tensor | None = None) -> int:
+        """Remove ``ratio`` of group ``name``'s channels, the least important first (by
+        ``scores``, one per channel; default their L1 norm), keeping a multiple of
+        ``round_to``. Returns how many were removed (one channel at least is always kept)."""
         root = self._roots[name]
         n = root.out_channels
         keep = n - int(n * ratio)
@@ -188,7 +232,11 @@ class PruningGraph:
         remove = n - max(1, keep)
         if remove <= 0:
             return 0
-        idxs = torch.argsort(self.scores(name))[:remove].tolist()
+        if scores is None:
+            scores = self.scores(name)
+        if len(scores) != n:
+            raise ValueError(f"{name}: {len(scores)} scores for {n} channels")
+        idxs = torch.argsort(scores)[:remove].tolist()
         group = self.dg.get_pruning_group(root, tp.prune_conv_out_channels, idxs)
         if not self.dg.check_pruning_group(group):
             return 0

@@ -6,6 +6,7 @@ import statistics
 import time
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from distill.core.ctc import greedy_decode
@@ -105,6 +106,34 @@ class Batches:
                 labels += texts
         net.train(was_training)
         return score(preds, labels, protocol)
+
+    def reading_gradients(self, net: nn.Module, charset) -> None:
+        """Put on ``net``'s parameters the gradients of the CTC loss of its own greedy
+        reading of these lines, summed (for Taylor importance). Evaluation mode: the
+        statistics and the function stay those of the network being pruned."""
+        was_training = net.training
+        net.eval()
+        net.zero_grad()
+        for images, widths, _ in self.batches:
+            logits, _ = net(images, widths)
+            log_probs = logits.float().log_softmax(-1)
+            frames = valid_frames(widths, net.width_per_frame)
+            decoded = greedy_decode(log_probs.detach().exp().numpy(), frames.numpy(), charset.blank)
+            read = [i for i, (ids, _) in enumerate(decoded) if len(ids)]
+            if not read:
+                continue
+            targets = torch.cat([torch.as_tensor(decoded[i][0], dtype=torch.long) for i in read])
+            loss = F.ctc_loss(
+                log_probs[read].transpose(0, 1),
+                targets,
+                frames[read],
+                torch.tensor([len(decoded[i][0]) for i in read]),
+                blank=charset.blank,
+                reduction="sum",
+                zero_infinity=True,
+            )
+            loss.backward()
+        net.train(was_training)
 
 
 def model_figures(net: nn.Module, height: int, in_channels: int) -> dict[str, float]:

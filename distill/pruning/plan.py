@@ -1,12 +1,16 @@
 """Sensitivity analysis and pruning plans (per-group ratios) that meet a target.
 
-- :func:`sensitivity`: each group pruned alone (lowest L1 norm first) at each ratio, the
+- :func:`sensitivity`: each group pruned alone (least important first) at each ratio, the
   validation accuracy without fine-tuning; the table says which groups can lose channels.
 - :func:`plan_by_sensitivity`: one accuracy-drop budget ``t`` for every group (each gets the
   largest tested ratio whose drop alone is <= t), ``t`` bisected until the pruned network
   meets the target: the least sensitive groups lose the most (PaddleSlim's recipe).
-- :func:`plan_global`: one L1 threshold for all groups (scores normalized by each group's
-  mean), bisected to meet the target: the baseline.
+- :func:`plan_global`: one importance threshold for all groups (scores normalized by each
+  group's mean), bisected to meet the target: the baseline, and the step of a gradual
+  schedule (prune a little, recover, score again).
+
+Every function takes ``scores`` (:func:`channel_scores`: group name -> one importance per
+channel, computed once on the unpruned network); without them channels go by L1 norm.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import torch
 from torch import nn
 
 from distill.models.resize import sync_out_channels
-from distill.pruning.graph import PruningGraph
+from distill.pruning.graph import IMPORTANCES, PruningGraph
 from distill.pruning.measure import Batches, count_macs, count_params, torch_latency_ms
 
 log = logging.getLogger(__name__)
@@ -37,8 +41,35 @@ def _progress(iterable, total: int, description: str):
         return iterable
 
 
+def channel_scores(
+    net: nn.Module,
+    shape: tuple[int, int],
+    skip=(),
+    importance: str = "l1",
+    batches: Batches | None = None,
+    charset=None,
+) -> dict[str, torch.Tensor]:
+    """Group name -> each channel's importance. ``taylor`` first back-propagates the CTC
+    loss of the network's own greedy reading of ``batches`` (no labels: what is kept is
+    the function, and the labels' letter case may differ from the network's)."""
+    if importance not in IMPORTANCES:
+        raise ValueError(f"importance must be one of {IMPORTANCES}, got {importance!r}")
+    net = copy.deepcopy(net)
+    if importance == "taylor":
+        if batches is None or charset is None:
+            raise ValueError("taylor importance needs lines to read (batches) and the charset")
+        batches.reading_gradients(net, charset)
+    graph = PruningGraph(net, *shape, skip=skip)
+    return {name: graph.scores(name, importance=importance) for name in graph.groups}
+
+
 def apply_plan(
-    net: nn.Module, plan: dict[str, float], shape: tuple[int, int], skip=(), round_to: int = 1
+    net: nn.Module,
+    plan: dict[str, float],
+    shape: tuple[int, int],
+    skip=(),
+    round_to: int = 1,
+    scores: dict[str, torch.Tensor] | None = None,
 ) -> nn.Module:
     """Prune ``net`` in place: group name -> ratio of its channels to remove."""
     graph = PruningGraph(net, *shape, skip=skip, round_to=round_to)
@@ -50,12 +81,14 @@ def apply_plan(
         )
     for name, ratio in plan.items():
         if ratio > 0:
-            graph.prune(name, ratio)
+            graph.prune(name, ratio, None if scores is None else scores[name])
     return sync_out_channels(net)
 
 
-def pruned_copy(net: nn.Module, plan: dict[str, float], shape, skip=(), round_to: int = 1):
-    return apply_plan(copy.deepcopy(net), plan, shape, skip, round_to)
+def pruned_copy(
+    net: nn.Module, plan: dict[str, float], shape, skip=(), round_to: int = 1, scores=None
+):
+    return apply_plan(copy.deepcopy(net), plan, shape, skip, round_to, scores)
 
 
 def sensitivity(
@@ -67,6 +100,7 @@ def sensitivity(
     ratios=DEFAULT_RATIOS,
     skip=(),
     round_to: int = 1,
+    scores: dict[str, torch.Tensor] | None = None,
 ) -> dict:
     """Accuracy of ``net`` with each group pruned alone at each ratio (no fine-tuning)."""
     base = batches.accuracy(net, charset, protocol)["acc"]
@@ -81,7 +115,7 @@ def sensitivity(
     table["groups"] = {}
     trials = [(name, r) for name in groups for r in ratios]
     for name, ratio in _progress(trials, len(trials), "sensitivity"):
-        pruned = pruned_copy(net, {name: ratio}, shape, skip, round_to)
+        pruned = pruned_copy(net, {name: ratio}, shape, skip, round_to, scores)
         acc = batches.accuracy(pruned, charset, protocol)["acc"]
         entry = table["groups"].setdefault(
             name, {"channels": groups[name].channels, "members": groups[name].members, "acc": {}}
@@ -93,9 +127,30 @@ def sensitivity(
     return table
 
 
+def _ppocrv6_stage(block: int) -> int:
+    from distill.models.ppocrv6 import SMALL
+
+    ends = [len(stage) for stage in SMALL["stages"]]
+    for stage in range(len(ends)):
+        if block < sum(ends[: stage + 1]):
+            return stage
+    return len(ends) - 1
+
+
 def group_label(name: str) -> str:
-    """A short name for a group of the ShuffleNetV2 student (others keep their name)."""
+    """A short name for a group of the ShuffleNetV2 student or of PP-OCRv6 (others keep
+    their name). PP-OCRv6's stream groups are named by a stage's last compression; the
+    96-channel one runs from the stem through stages 0 and 1."""
     parts = name.split(".")
+    if parts[:2] == ["backbone", "blocks"] and len(parts) >= 4:
+        block = int(parts[2])
+        if parts[3] == "expand":
+            return f"block{block} hidden"
+        if parts[3:5] == ["se", "reduce"]:
+            return f"block{block} SE"
+        if parts[3] == "compress":
+            stage = _ppocrv6_stage(block)
+            return "stages 0-1 stream" if stage <= 1 else f"stage{stage} stream"
     if parts[:2] == ["backbone", "body"] and len(parts) >= 4:
         stage = int(parts[2])
         if parts[3:] == ["0"] and stage == 5:
@@ -129,7 +184,8 @@ def plot_sensitivity(table: dict, path) -> None:
             color=colours[i % 20],
             label=group_label(name),
         )
-    ax.set_xlabel("share of the group's channels removed (L1 norm, no fine-tuning)")
+    how = table.get("importance", "l1")
+    ax.set_xlabel(f"share of the group's channels removed (least {how} first, no fine-tuning)")
     ax.set_ylabel("validation accuracy (%)")
     ax.set_title(f"Pruning sensitivity ({table['samples']} validation lines)")
     ax.grid(alpha=0.3)
@@ -160,12 +216,14 @@ class Target:
         return f"{self.metric} <= {self.keep:g} x original"
 
 
-def _bisect(make_plan: Callable[[float], dict], lo, hi, net, target: Target, skip, round_to):
+def _bisect(
+    make_plan: Callable[[float], dict], lo, hi, net, target: Target, skip, round_to, scores
+):
     """The smallest knob in [lo, hi] whose plan meets the target (plans grow with it)."""
     goal = target.keep * target.measure(net)
     shape = target.shape
     best_plan = make_plan(hi)
-    value = target.measure(pruned_copy(net, best_plan, shape, skip, round_to))
+    value = target.measure(pruned_copy(net, best_plan, shape, skip, round_to, scores))
     if value > goal:
         raise ValueError(
             f"the target {target} cannot be met: pruning every group as far as allowed "
@@ -175,7 +233,7 @@ def _bisect(make_plan: Callable[[float], dict], lo, hi, net, target: Target, ski
     for _ in range(16):
         mid = (lo + hi) / 2
         plan = make_plan(mid)
-        if target.measure(pruned_copy(net, plan, shape, skip, round_to)) <= goal:
+        if target.measure(pruned_copy(net, plan, shape, skip, round_to, scores)) <= goal:
             hi, best_plan = mid, plan
         else:
             lo = mid
@@ -200,7 +258,7 @@ def _largest_ratio(ratios: list[float], drops: list[float], budget: float) -> fl
 
 
 def plan_by_sensitivity(
-    table: dict, net: nn.Module, target: Target, skip=(), round_to: int = 1
+    table: dict, net: nn.Module, target: Target, skip=(), round_to: int = 1, scores=None
 ) -> tuple[dict, float]:
     """Per-group ratios from the sensitivity table; returns (plan, accuracy-drop budget)."""
     base = table["base_acc"]
@@ -213,22 +271,30 @@ def plan_by_sensitivity(
         }
 
     worst = max(base - a for e in table["groups"].values() for a in e["acc"].values())
-    return _bisect(make_plan, 0.0, max(worst, 0.0) + 1e-6, net, target, skip, round_to)
+    budget = max(worst, 0.0) + 1e-6
+    return _bisect(make_plan, 0.0, budget, net, target, skip, round_to, scores)
 
 
 def plan_global(
-    net: nn.Module, target: Target, skip=(), max_ratio: float = 0.8, round_to: int = 1
+    net: nn.Module,
+    target: Target,
+    skip=(),
+    max_ratio: float = 0.8,
+    round_to: int = 1,
+    scores: dict[str, torch.Tensor] | None = None,
 ) -> tuple[dict, float]:
-    """One threshold on mean-normalized L1 group importance; returns (plan, quantile)."""
-    graph = PruningGraph(copy.deepcopy(net), *target.shape, skip=skip, round_to=round_to)
-    scores = {name: graph.scores(name, normalizer="mean") for name in graph.groups}
-    everything = torch.cat(list(scores.values()))
+    """One threshold on the importance, each group's scores divided by their mean (L1
+    norm without ``scores``); returns (plan, quantile)."""
+    if scores is None:
+        scores = channel_scores(net, target.shape, skip)
+    normalized = {name: s / s.mean().clamp_min(1e-12) for name, s in scores.items()}
+    everything = torch.cat(list(normalized.values()))
 
     def make_plan(q: float) -> dict:
         threshold = torch.quantile(everything, q)
         return {
             name: min(max_ratio, float((s < threshold).float().mean()))
-            for name, s in scores.items()
+            for name, s in normalized.items()
         }
 
-    return _bisect(make_plan, 0.0, 1.0, net, target, skip, round_to)
+    return _bisect(make_plan, 0.0, 1.0, net, target, skip, round_to, scores)

@@ -11,6 +11,7 @@ import json
 import logging
 from pathlib import Path
 
+import torch
 from omegaconf import OmegaConf
 
 from distill.data.datamodule import validation_set
@@ -20,6 +21,7 @@ from distill.models.resize import changed_shapes
 from distill.pruning.measure import Batches, model_figures, torch_latency_ms
 from distill.pruning.plan import (
     Target,
+    channel_scores,
     plan_by_sensitivity,
     plan_global,
     plot_sensitivity,
@@ -47,7 +49,9 @@ def run_prune(cfg) -> dict:
     trained = load_network(ckpt)
     net = trained.net
     shape = (trained.preprocess.height, trained.preprocess.channels)
-    skip = list(cfg.get("skip") or [])
+    skip = cfg.get("skip")
+    skip = list(getattr(net, "prune_skip", ()) if skip is None else skip)
+    importance = str(cfg.get("importance") or "l1")
     round_to = int(cfg.get("round_to") or 1)
     out_dir = Path(cfg.paths.output_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -55,9 +59,25 @@ def run_prune(cfg) -> dict:
     data = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else None
     data = data or trained.hparams.get("data")
     ds = validation_set(data, trained.charset, trained.preprocess, "pruning (to measure accuracy)")
-    samples = [ds[i] for i in range(min(len(ds), cfg.eval_samples))]
+    # a fixed sample of the validation lines (seed), so a set made of several sources is
+    # scored on all of them; taylor reads the next ones
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
+    n_eval = min(len(ds), cfg.eval_samples)
+    samples = [ds[i] for i in order[:n_eval]]
     batches = Batches([s for s in samples if s is not None])
     log.info("validation: %d lines of %s", batches.n, ds.name)
+    grad_batches = None
+    if importance == "taylor":
+        more = [ds[i] for i in order[n_eval : n_eval + int(cfg.importance_samples)]]
+        if not more:
+            raise ValueError(
+                f"importance=taylor reads validation lines beside the eval_samples="
+                f"{cfg.eval_samples} that score the plans, and {ds.name} has only {len(ds)}: "
+                "lower eval_samples"
+            )
+        grad_batches = Batches([s for s in more if s is not None], batch_size=8)
+        log.info("taylor importance: the network's reading of %d more lines", grad_batches.n)
+    scores = channel_scores(net, shape, skip, importance, grad_batches, trained.charset)
 
     target = Target(cfg.target.metric, float(cfg.target.keep), shape)
     table_path = Path(cfg.sensitivity) if cfg.get("sensitivity") else out_dir / "sensitivity.json"
@@ -65,30 +85,45 @@ def run_prune(cfg) -> dict:
     if cfg.mode == "sensitivity" or cfg.get("sensitivity"):
         if table_path.is_file():
             table = json.loads(table_path.read_text())
-            if sorted(table.get("skip", [])) != sorted(skip) or table.get("round_to") != round_to:
+            made = (
+                sorted(table.get("skip", [])),
+                table.get("round_to"),
+                table.get("importance", "l1"),
+            )
+            if made != (sorted(skip), round_to, importance):
                 raise ValueError(
                     f"{table_path} was computed with skip={table.get('skip')}, "
-                    f"round_to={table.get('round_to')}, not skip={skip}, round_to={round_to}: "
+                    f"round_to={table.get('round_to')}, importance={made[2]}, not "
+                    f"skip={skip}, round_to={round_to}, importance={importance}: "
                     "run the analysis again (another hydra.run.dir)"
                 )
             log.info("sensitivity: %s (kept from an earlier run)", table_path)
         else:
             ratios = [float(r) for r in cfg.ratios]
             table = sensitivity(
-                net, batches, trained.charset, trained.protocol, shape, ratios, skip, round_to
+                net,
+                batches,
+                trained.charset,
+                trained.protocol,
+                shape,
+                ratios,
+                skip,
+                round_to,
+                scores,
             )
             table["ckpt"] = str(ckpt)
+            table["importance"] = importance
             table_path.write_text(json.dumps(table, indent=1) + "\n")
             plot_sensitivity(table, table_path.with_suffix(".png"))
             log.info("sensitivity: %s and %s", table_path, table_path.with_suffix(".png"))
 
     if cfg.mode == "sensitivity":
-        plan, knob = plan_by_sensitivity(table, net, target, skip, round_to)
-        how = f"per-group ratios, accuracy-drop budget {knob:.4f} per group"
+        plan, knob = plan_by_sensitivity(table, net, target, skip, round_to, scores)
+        how = f"per-group ratios, accuracy-drop budget {knob:.4f} per group, {importance}"
     else:
-        plan, knob = plan_global(net, target, skip, float(cfg.max_ratio), round_to)
-        how = f"global L1 threshold at quantile {knob:.4f}"
-    pruned = pruned_copy(net, plan, shape, skip, round_to)
+        plan, knob = plan_global(net, target, skip, float(cfg.max_ratio), round_to, scores)
+        how = f"global {importance} threshold at quantile {knob:.4f}"
+    pruned = pruned_copy(net, plan, shape, skip, round_to, scores)
 
     before = {
         **model_figures(net, *shape),
@@ -107,6 +142,7 @@ def run_prune(cfg) -> dict:
         "how": how,
         "plan": {k: v for k, v in plan.items() if v > 0},
         "skip": skip,
+        "importance": importance,
         "round_to": round_to,
         "before": before,
         "after_no_finetune": after,
