@@ -196,7 +196,8 @@ ppocrv6-h32: $(STAMP)
 		--model "en_student INT8=models/en_student_int8.onnx" --peers ppocrv6,h32)
 
 # Gradual channel pruning of PP-OCRv6 (ASCII head, height 48; experiment=ppocrv6_recover).
-# First the sensitivity of each channel group (pruned alone, Taylor importance). Each round cuts the multiply-adds to PV6_KEEP of the round's input (prune.py: Taylor
+# First the sensitivity of each channel group (pruned alone, Taylor importance). Each
+# round cuts the multiply-adds to PV6_KEEP of the round's input (prune.py: Taylor
 # importance of the network's own reading, one global threshold), then recovers for
 # PV6_STEPS steps from PP-OCRv6's label cache (ppocrv6-cache-core); the next round
 # starts from the recovered network. Resumable: a finished cut or recovery is kept. Then

@@ -20,7 +20,7 @@ from omegaconf import OmegaConf
 from benchmarks.results_io import write_results
 from distill.data.datamodule import validation_set
 from distill.models.checkpoint import load_network
-from distill.pruning.measure import Batches
+from distill.pruning.measure import validation_sample
 from distill.pruning.plan import channel_scores, group_label, pruned_copy
 
 
@@ -41,10 +41,7 @@ def main(argv=None) -> None:
         cfg = compose("prune", ["ckpt=-", "data=labelfile", f"data.val=[{','.join(args.val)}]"])
     data = OmegaConf.to_container(cfg.data, resolve=True)
     ds = validation_set(data, trained.charset, trained.preprocess, "bench_prune_criteria")
-    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(args.seed)).tolist()
-    n = args.eval_samples
-    evaluate = Batches([ds[i] for i in order[:n]])
-    grads = Batches([ds[i] for i in order[n : n + args.importance_samples]], batch_size=8)
+    evaluate, grads = validation_sample(ds, args.seed, args.eval_samples, args.importance_samples)
     shape = (trained.preprocess.height, trained.preprocess.channels)
     net, charset, protocol = trained.net, trained.charset, trained.protocol
 

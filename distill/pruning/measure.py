@@ -136,6 +136,27 @@ class Batches:
         net.train(was_training)
 
 
+def validation_sample(
+    ds, seed: int, eval_samples: int, importance_samples: int = 0
+) -> tuple[Batches, Batches | None]:
+    """A fixed random sample (``seed``) of the validation lines that scores the plans, so
+    a set made of several sources is scored on all of them, and the next
+    ``importance_samples`` lines for Taylor importance (None when 0)."""
+    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed)).tolist()
+    n = min(len(ds), eval_samples)
+    scoring = Batches([s for s in (ds[i] for i in order[:n]) if s is not None])
+    if not importance_samples:
+        return scoring, None
+    more = [s for s in (ds[i] for i in order[n : n + importance_samples]) if s is not None]
+    if not more:
+        raise ValueError(
+            f"Taylor importance reads validation lines beside the eval_samples="
+            f"{eval_samples} that score the plans, and {ds.name} has only {len(ds)}: "
+            "lower eval_samples"
+        )
+    return scoring, Batches(more, batch_size=8)
+
+
 def model_figures(net: nn.Module, height: int, in_channels: int) -> dict[str, float]:
     return {
         "params": count_params(net),

@@ -11,14 +11,13 @@ import json
 import logging
 from pathlib import Path
 
-import torch
 from omegaconf import OmegaConf
 
 from distill.data.datamodule import validation_set
 from distill.models import build_model
 from distill.models.checkpoint import TrainedNetwork, load_network, save_network
 from distill.models.resize import changed_shapes
-from distill.pruning.measure import Batches, model_figures, torch_latency_ms
+from distill.pruning.measure import model_figures, torch_latency_ms, validation_sample
 from distill.pruning.plan import (
     Target,
     channel_scores,
@@ -59,23 +58,10 @@ def run_prune(cfg) -> dict:
     data = OmegaConf.to_container(cfg.data, resolve=True) if cfg.get("data") else None
     data = data or trained.hparams.get("data")
     ds = validation_set(data, trained.charset, trained.preprocess, "pruning (to measure accuracy)")
-    # a fixed sample of the validation lines (seed), so a set made of several sources is
-    # scored on all of them; taylor reads the next ones
-    order = torch.randperm(len(ds), generator=torch.Generator().manual_seed(cfg.seed)).tolist()
-    n_eval = min(len(ds), cfg.eval_samples)
-    samples = [ds[i] for i in order[:n_eval]]
-    batches = Batches([s for s in samples if s is not None])
+    taylor_lines = int(cfg.importance_samples) if importance == "taylor" else 0
+    batches, grad_batches = validation_sample(ds, cfg.seed, cfg.eval_samples, taylor_lines)
     log.info("validation: %d lines of %s", batches.n, ds.name)
-    grad_batches = None
-    if importance == "taylor":
-        more = [ds[i] for i in order[n_eval : n_eval + int(cfg.importance_samples)]]
-        if not more:
-            raise ValueError(
-                f"importance=taylor reads validation lines beside the eval_samples="
-                f"{cfg.eval_samples} that score the plans, and {ds.name} has only {len(ds)}: "
-                "lower eval_samples"
-            )
-        grad_batches = Batches([s for s in more if s is not None], batch_size=8)
+    if grad_batches is not None:
         log.info("taylor importance: the network's reading of %d more lines", grad_batches.n)
     scores = channel_scores(net, shape, skip, importance, grad_batches, trained.charset)
 
