@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-init ppocrv6-receipts ppocrv6-receipts-labels ship-receipts ppocrv6-cuts ppocrv6-h32 ppocrv6-prune ppocrv6-recover test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-core ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain gain-run prune-en prune-finetune clean
+.PHONY: demo demo-init ppocrv6-receipts ppocrv6-receipts-labels ship-receipts ppocrv6-cuts ppocrv6-cuts-export ppocrv6-h32 ppocrv6-prune ppocrv6-recover ppocrv6-front ppocrv6-zh test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-core ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain resumable-run prune-en prune-finetune clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,9 @@ reference: $(STAMP)
 # once. Resumable: run it again after an interruption.
 SHARED ?= ../shared/data
 GEN := data/generated
+# document lines rendered in font families held out of training (English, Chinese)
+HELDOUT_DOC_EN := $(GEN)/heldout/document_en
+HELDOUT_DOC_ZH := $(GEN)/heldout/document_zh
 TEACH := $(PY) -m distill.teach --teacher ppocrv6 --charset ascii
 # ppocrv6-cache-core: all but the 40,000 mixed synthetic lines (what ppocrv6-prune needs).
 ppocrv6-cache: ppocrv6-cache-core
@@ -167,10 +170,13 @@ CUTS_MODELS := --model "PP-OCRv6 ascii h48 FP32=$(CUTS)/ascii_h48.onnx" \
 	--model "PP-OCRv6 ascii h32 INT8 static=$(CUTS)/ascii_h32_int8.onnx" \
 	--model "en_student FP32=models/en_student.onnx" \
 	--model "en_student INT8=models/en_student_int8.onnx"
-ppocrv6-cuts: $(STAMP)
-	$(receipts_splits)
+ppocrv6-cuts: ppocrv6-cuts-export
 	$(PIP) install --quiet -e ".[bench]"
 	-bash scripts/install_tesseract.sh eng
+	$(call bench_en_sets,$(CUTS_MODELS),cuts)
+# ... the cut models alone (the stock model imported, exported three ways)
+ppocrv6-cuts-export: $(STAMP)
+	$(receipts_splits)
 	$(PY) -m distill.models.ppocrv6_import $(CUTS)/ascii_h48.ckpt --charset ascii --protocol caseless
 	$(PY) -m distill.models.ppocrv6_import $(CUTS)/ascii_h32.ckpt --charset ascii --protocol caseless \
 		--height 32
@@ -180,7 +186,6 @@ ppocrv6-cuts: $(STAMP)
 		quantize=dynamic $(CUTS_VAL)
 	$(PY) export.py ckpt=$(CUTS)/ascii_h32.ckpt out=$(CUTS)/ascii_h32.onnx name=ppocrv6_ascii_h32 \
 		quantize=static $(CUTS_VAL)
-	$(call bench_en_sets,$(CUTS_MODELS),cuts)
 
 # The height cut recovered: PP-OCRv6 at height 32 distilled from the full PP-OCRv6 at 48
 # (experiment=ppocrv6_h32, ~35 min on 2 cores; resumes), exported FP32 + static INT8 and
@@ -234,6 +239,92 @@ ppocrv6-prune: ppocrv6-cache-core
 	$(PY) -m benchmarks.prune_rounds $(PV6) --name ppocrv6_en
 ppocrv6-recover: $(STAMP)
 	$(call resumable_run,$(RUN),ppocrv6_recover,init_ckpt=$(INIT) trainer.max_steps=$(PV6_STEPS))
+
+# The accuracy-latency front, English: the cuts of PP-OCRv6 (ASCII head at height 48 and
+# 32, two pruned networks, each FP32 and INT8; make ppocrv6-cuts and ppocrv6-prune) beside
+# the shipped ShuffleNetV2 student and the peers, one bench_infer run per set
+# (infer_*_en_front), then one picture and table with latency as a multiple of PP-OCRv6's
+# (benchmarks/results/front_en.{md,png}): which model for which latency budget.
+FRONT := logs/front
+FRONT_BUDGETS ?= 0.1,0.2,0.3,0.6,1
+FRONT_PRUNED ?= 80%=$(PV6)/round1/recover_mix/checkpoints/last.ckpt \
+	51%=$(PV6)/round3/recover_mix_1200/checkpoints/last.ckpt
+pruned_onnx = $(FRONT)/pruned_$(subst %,,$(1))
+FRONT_EN_MODELS = --model "PP-OCRv6 ascii h48 FP32=$(CUTS)/ascii_h48.onnx" \
+	--model "PP-OCRv6 ascii h48 INT8 dynamic=$(CUTS)/ascii_h48_dyn_int8.onnx" \
+	--model "PP-OCRv6 ascii h48 INT8 static=$(CUTS)/ascii_h48_int8.onnx" \
+	$(foreach p,$(FRONT_PRUNED),--model "PP-OCRv6 pruned to $(call size_name,$(p)) MACs FP32=$(call pruned_onnx,$(call size_name,$(p))).onnx" \
+		--model "PP-OCRv6 pruned to $(call size_name,$(p)) MACs INT8=$(call pruned_onnx,$(call size_name,$(p)))_int8.onnx") \
+	--model "PP-OCRv6 ascii h32 FP32=$(CUTS)/ascii_h32.onnx" \
+	--model "PP-OCRv6 ascii h32 INT8 static=$(CUTS)/ascii_h32_int8.onnx" \
+	--model "en_receipts FP32=models/en_receipts.onnx" \
+	--model "en_receipts INT8=models/en_receipts_int8.onnx" \
+	$(EN_MODELS) --model "en_student INT8 static=$(FRONT)/en_student_static_int8.onnx"
+ppocrv6-front: $(STAMP)
+	$(receipts_splits)
+	$(PIP) install --quiet -e ".[bench]"
+	-bash scripts/install_tesseract.sh eng
+	@[ -f $(CUTS)/ascii_h48_dyn_int8.onnx ] && [ -f $(CUTS)/ascii_h32_int8.onnx ] || \
+		$(MAKE) --no-print-directory ppocrv6-cuts-export
+	@for p in $(FRONT_PRUNED); do n=$${p%%=*}; c=$${p#*=}; o=$(FRONT)/pruned_$${n%\%}; \
+		[ -f $$c ] || { echo "pruned $$n: no checkpoint $$c (make ppocrv6-prune)"; exit 1; }; \
+		[ -f $${o}_int8.onnx ] || $(PY) export.py ckpt=$$c out=$$o.onnx name=ppocrv6_en_pruned_$${n%\%} \
+			quantize=static $(CUTS_VAL) || exit 1; done
+	@[ -f $(FRONT)/en_student_static_int8.onnx ] || $(PY) -m distill.export.quantize \
+		models/en_student.onnx $(FRONT)/en_student_static_int8.onnx --mode static \
+		--calibration $(GEN)/real/sroie_lines/val.tsv --reduce-range on
+	$(call bench_en_sets,$(FRONT_EN_MODELS),front)
+	$(PY) -m benchmarks.front --name en --budgets $(FRONT_BUDGETS) --set "IIIT5K-300 (scene)=infer_iiit5k_300_en_front" \
+		--set "SROIE-500 (caseless)=infer_sroie_500_en_front" \
+		--set "held-out documents (exact)=infer_heldout_document_en_front"
+
+# The same for Chinese: PP-OCRv6 with its head sliced to the zh charset (6,892 classes of
+# 18,385) at height 48 and 32, INT8, and ZH_ROUNDS rounds of pruning to ZH_KEEP of the
+# MACs, each recovered for ZH_STEPS steps from the Chinese label cache
+# (experiment=ppocrv6_recover_zh; resumable), beside zh_student and the peers on the
+# held-out-font Chinese lines (infer_heldout_document_zh_front, front_zh.{md,png}).
+ZHC := logs/zh_cuts
+ZH_VAL := data=labelfile 'data.val=[$(GEN)/val/document_zh/labels.tsv]'
+ZH_ROUNDS ?= 1
+ZH_KEEP ?= 0.8
+ZH_STEPS ?= 400
+ZH_FRONT_MODELS = --model "PP-OCRv6 zh h48 FP32=$(ZHC)/zh_h48.onnx" \
+	--model "PP-OCRv6 zh h48 INT8 dynamic=$(ZHC)/zh_h48_dyn_int8.onnx" \
+	--model "PP-OCRv6 zh h48 INT8 static=$(ZHC)/zh_h48_int8.onnx" \
+	$(foreach k,$(ZH_ROUNDS),--model "PP-OCRv6 zh pruned round $(k) FP32=$(ZHC)/round$(k).onnx" \
+		--model "PP-OCRv6 zh pruned round $(k) INT8=$(ZHC)/round$(k)_int8.onnx") \
+	--model "PP-OCRv6 zh h32 FP32=$(ZHC)/zh_h32.onnx" \
+	--model "PP-OCRv6 zh h32 INT8 static=$(ZHC)/zh_h32_int8.onnx" \
+	--model "zh_student FP32=models/zh_student.onnx" \
+	--model "zh_student INT8=models/zh_student_int8.onnx"
+ppocrv6-zh: ppocrv6-cache-zh $(HELDOUT_DOC_ZH)/labels.tsv
+	@[ -f $(GEN)/val/document_zh/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
+		--lang zh --fonts train --size 300 --seed 4242 --out $(GEN)/val/document_zh
+	@[ -f $(ZHC)/zh_h48.ckpt ] || $(PY) -m distill.models.ppocrv6_import $(ZHC)/zh_h48.ckpt \
+		--charset zh --max-width 2400
+	@[ -f $(ZHC)/zh_h32.ckpt ] || $(PY) -m distill.models.ppocrv6_import $(ZHC)/zh_h32.ckpt \
+		--charset zh --max-width 1600 --height 32
+	@[ -f $(ZHC)/zh_h48_int8.onnx ] || $(PY) export.py ckpt=$(ZHC)/zh_h48.ckpt \
+		out=$(ZHC)/zh_h48.onnx name=ppocrv6_zh_h48 quantize=static $(ZH_VAL)
+	@[ -f $(ZHC)/zh_h48_dyn_int8.onnx ] || $(PY) export.py ckpt=$(ZHC)/zh_h48.ckpt \
+		out=$(ZHC)/zh_h48_dyn.onnx name=ppocrv6_zh_h48 quantize=dynamic $(ZH_VAL)
+	@[ -f $(ZHC)/zh_h32_int8.onnx ] || $(PY) export.py ckpt=$(ZHC)/zh_h32.ckpt \
+		out=$(ZHC)/zh_h32.onnx name=ppocrv6_zh_h32 quantize=static $(ZH_VAL)
+	@src=$(ZHC)/zh_h48.ckpt; for k in $(ZH_ROUNDS); do r=$(ZHC)/round$$k; \
+		[ -f $$r/pruned.ckpt ] || $(PY) prune.py ckpt=$$src mode=global importance=taylor \
+			target.metric=macs target.keep=$(ZH_KEEP) eval_samples=200 $(ZH_VAL) \
+			hydra.run.dir=$$r || exit 1; \
+		$(MAKE) --no-print-directory resumable-run RUN=$$r/recover EXP=ppocrv6_recover_zh \
+			OVER="init_ckpt=$$r/pruned.ckpt trainer.max_steps=$(ZH_STEPS)" || exit 1; \
+		src=$$r/recover/checkpoints/last.ckpt; \
+		[ -f $(ZHC)/round$${k}_int8.onnx ] || $(PY) export.py ckpt=$$src out=$(ZHC)/round$$k.onnx \
+			name=ppocrv6_zh_pruned_r$$k quantize=static $(ZH_VAL) || exit 1; done
+	$(PIP) install --quiet -e ".[bench]"
+	-bash scripts/install_tesseract.sh chi_sim
+	$(PY) -m benchmarks.bench_infer $(HELDOUT_DOC_ZH)/labels.tsv $(ZH_FRONT_MODELS) \
+		--protocol exact --tesseract-lang chi_sim --name heldout_document_zh_front --plot
+	$(PY) -m benchmarks.front --name zh --budgets $(FRONT_BUDGETS) \
+		--set "held-out Chinese documents (exact)=infer_heldout_document_zh_front"
 
 # The accuracy-latency table of the English student by size (README, notebook): each
 # size exported (FP32 + dynamic INT8, parity-checked), then the three English sets read
@@ -301,8 +392,7 @@ ZH_V2_FIRST := logs/zh_student_v2/checkpoints/last.ckpt
 zh-student-v2-long: $(STAMP)
 	$(call resumable_run,logs/zh_student_v2_long,zh_student_v2_long,init_ckpt=$(ZH_V2_FIRST))
 
-# Chinese document lines in font families held out of training (the Chinese target's set)
-HELDOUT_DOC_ZH := data/generated/heldout/document_zh
+# Chinese document lines in font families held out of training (HELDOUT_DOC_ZH, the Chinese target's set)
 $(HELDOUT_DOC_ZH)/labels.tsv: | $(STAMP)
 	$(PY) -m distill.data.render_set --profile document --lang zh --fonts heldout --size 500 \
 		--out $(HELDOUT_DOC_ZH)
@@ -334,7 +424,7 @@ GAIN_DIR ?= logs/kd_gain
 GAIN_SEEDS ?= 12345 2
 kd-gain: $(HELDOUT_DOC_ZH)/labels.tsv | $(STAMP)
 	@for s in $(GAIN_SEEDS); do for e in en_v2_gain en_v2_gain_labels zh_v2_gain zh_v2_gain_labels; do \
-		$(MAKE) --no-print-directory gain-run RUN=$(GAIN_DIR)/$$e/seed$$s EXP=$$e OVER=seed=$$s \
+		$(MAKE) --no-print-directory resumable-run RUN=$(GAIN_DIR)/$$e/seed$$s EXP=$$e OVER=seed=$$s \
 		|| exit 1; done; done
 	@[ -f $(HELDOUT_DOC_EN)/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
 		--lang en --fonts heldout --size 500 --out $(HELDOUT_DOC_EN)
@@ -348,7 +438,8 @@ kd-gain: $(HELDOUT_DOC_ZH)/labels.tsv | $(STAMP)
 		$(foreach s,$(GAIN_SEEDS),--run "PP-OCRv6 seed $(s)=$(GAIN_DIR)/zh_v2_gain/seed$(s)" \
 		--run "labels only seed $(s)=$(GAIN_DIR)/zh_v2_gain_labels/seed$(s)") \
 		--devset $(HELDOUT_DOC_ZH)/labels.tsv:exact
-gain-run: $(STAMP)
+# one training run, kept when finished, resumed when interrupted: RUN=DIR EXP=NAME [OVER=...]
+resumable-run: $(STAMP)
 	$(call resumable_run,$(RUN),$(EXP),$(OVER))
 
 # The recipes for a foreign teacher, compared on equal data and steps (needs
@@ -392,7 +483,6 @@ preview: $(STAMP)
 # lines of before and on every render profile (labels only), scored on IIIT5K and on
 # document lines rendered with fonts held out of training
 DATA_DIR ?= logs/data_en
-HELDOUT_DOC_EN := data/generated/heldout/document_en
 data-compare: $(STAMP)
 	@[ -f $(HELDOUT_DOC_EN)/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
 		--lang en --fonts heldout --size 500 --out $(HELDOUT_DOC_EN)

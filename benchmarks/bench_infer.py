@@ -38,11 +38,10 @@ import numpy as np
 import onnx
 
 from benchmarks.labelsets import load_labelled
+from benchmarks.results_io import write_results
 from benchmarks.timing import take_turns
 from distill.core.metrics import PROTOCOLS, score
 from distill.runtime.predict import Recognizer
-
-ROOT = Path(__file__).resolve().parent.parent
 
 BATCH = 16
 
@@ -57,6 +56,14 @@ def onnx_params(path: Path) -> int:
     return n
 
 
+def model_family(path: Path) -> str:
+    """Which network an exported model of ours is, from its ONNX metadata: ``ppocrv6``
+    (PP-OCRv6's recognizer, sliced, pruned or cut) or the student's backbone."""
+    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    net = json.loads(meta.get("train_config") or "{}").get("net", {})
+    return net.get("arch") or net.get("backbone") or "unknown"
+
+
 class OurEngine:
     def __init__(self, name: str, path: Path):
         self.name, self.path = name, path
@@ -65,6 +72,7 @@ class OurEngine:
         return {
             "params_M": onnx_params(self.path) / 1e6,
             "size_mb": self.path.stat().st_size / 2**20,
+            "family": model_family(self.path),
         }
 
     def _rec(self, threads: int, batch: int) -> Recognizer:
@@ -99,6 +107,7 @@ class PaddleOnnxEngine:
         return {
             "params_M": onnx_params(self.path) / 1e6,
             "size_mb": self.path.stat().st_size / 2**20,
+            "family": "peer",
         }
 
     def single(self, threads: int):
@@ -178,7 +187,7 @@ class TesseractEngine:
         self.tmp = Path(tempfile.mkdtemp())
 
     def info(self) -> dict:
-        return {"params_M": None, "size_mb": None}
+        return {"params_M": None, "size_mb": None, "family": "peer"}
 
     def single(self, threads: int):
         env = {**os.environ, "OMP_THREAD_LIMIT": str(threads)}
@@ -333,15 +342,10 @@ def main() -> None:
         "command": "python -m benchmarks.bench_infer " + " ".join(sys.argv[1:]),
         "rows": rows,
     }
-    md = markdown(result)
-    print(md)
-    out = ROOT / "benchmarks" / "results"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"infer_{name}.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / f"infer_{name}.md").write_text(md + "\n")
+    written = write_results(f"infer_{name}", result, markdown(result))
     if args.plot:
-        plot(result, out / f"infer_{name}.png")
-    print(f"written: {out / f'infer_{name}.json'} and .md", file=sys.stderr)
+        plot(result, written.with_suffix(".png"))
+    print(f"written: {written.with_suffix('.json')} and .md", file=sys.stderr)
 
 
 def plot(result: dict, path: Path) -> None:

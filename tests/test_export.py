@@ -433,3 +433,33 @@ def test_batches_keep_padding_small():
         assert len(part) <= 32
         assert len(part) == 1 or len(part) * part[-1] <= 1.25 * sum(part)
     assert plan_batches([], 8) == []
+
+
+def test_quantize_cli_makes_int8_from_an_exported_model_alone(student_onnx, tmp_path, capsys):
+    """``python -m distill.export.quantize``: static INT8 calibrated on a label file's
+    lines, preprocessed as the model's metadata says; portable 7-bit weights on request;
+    a static run without calibration lines, or a missing file, is refused by name."""
+    from distill.export.quantize import main as quantize_main
+
+    path, _ = student_onnx
+    (tmp_path / "img").mkdir()
+    for i in range(6):
+        write_image(tmp_path / "img" / f"{i}.png", text_width=40 + 16 * i)
+    labels = tmp_path / "labels.tsv"
+    labels.write_text("".join(f"img/{i}.png\t{i}\n" for i in range(6)))
+    out = tmp_path / "s_int8.onnx"
+    quantize_main([str(path), str(out), "--mode", "static", "--calibration", str(labels),
+                   "--reduce-range", "on"])  # fmt: skip
+    assert "reduce_range true" in capsys.readouterr().out
+    rec = Recognizer(out)
+    assert rec.metadata["int8_reduce_range"] == "true"
+    assert "QuantizeLinear" in {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert len(rec.recognize([str(tmp_path / "img" / "0.png")])) == 1
+    quantize_main([str(path), str(tmp_path / "d.onnx")])
+    assert Recognizer(tmp_path / "d.onnx").metadata["quantization"].startswith("dynamic")
+    with pytest.raises(SystemExit):
+        quantize_main([str(path), str(tmp_path / "x.onnx"), "--mode", "static"])
+    assert "needs --calibration" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        quantize_main([str(tmp_path / "none.onnx"), str(tmp_path / "x.onnx")])
+    assert "model not found" in capsys.readouterr().err

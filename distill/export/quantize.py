@@ -117,3 +117,62 @@ def _matching_nodes(path, patterns) -> list[str]:
         return []
     graph = onnx.load(str(path)).graph
     return [n.name for n in graph.node if any(p in n.name for p in patterns)]
+
+
+def calibration_from_labelfile(model: str | Path, labelfile: str | Path, lines: int) -> list:
+    """Calibration batches for an exported model: the first ``lines`` images of a label
+    file, preprocessed as the model's metadata says (no checkpoint needed)."""
+    from distill.core.labelfile import read_label_file
+    from distill.core.preprocess import preprocess
+    from distill.runtime.predict import Recognizer, read_image
+
+    cfg = Recognizer(model).preprocess_cfg
+    pairs, _ = read_label_file(labelfile)
+    if not pairs:
+        raise ValueError(f"{labelfile}: no image lines to calibrate on")
+    samples = [{"image": preprocess(read_image(p), cfg)} for p, _ in pairs[:lines]]
+    return calibration_batches(samples)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """INT8 twin of a model already exported (its checkpoint is not needed):
+
+    python -m distill.export.quantize MODEL.onnx OUT.onnx [--mode static --calibration
+        LABELS.tsv] [--lines 256] [--reduce-range auto|on|off] [--keep-float head]
+    """
+    import argparse
+
+    ap = argparse.ArgumentParser(description=main.__doc__)
+    ap.add_argument("model", help="an FP32 model written by export.py")
+    ap.add_argument("out")
+    ap.add_argument("--mode", choices=("dynamic", "static"), default="dynamic")
+    ap.add_argument("--calibration", help="static: a label file of lines like the model's")
+    ap.add_argument("--lines", type=int, default=256, help="static: calibration lines")
+    ap.add_argument(
+        "--reduce-range",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="static: 7-bit weights, needed on x86 CPUs without VNNI (auto: this CPU's need; "
+        "on: a model to run on any CPU)",
+    )
+    ap.add_argument("--keep-float", action="append", default=[], help="node names left FP32")
+    a = ap.parse_args(argv)
+    if not Path(a.model).is_file():
+        ap.error(f"model not found: {a.model}")
+    if a.mode == "static":
+        if not a.calibration:
+            ap.error("--mode static needs --calibration LABELS.tsv (lines like the model's)")
+        if not Path(a.calibration).is_file():
+            ap.error(f"--calibration: no such label file {a.calibration}")
+        batches = calibration_from_labelfile(a.model, a.calibration, a.lines)
+        reduce_range = {"auto": None, "on": True, "off": False}[a.reduce_range]
+        out = quantize_static(a.model, a.out, batches, a.keep_float, reduce_range)
+    else:
+        out = quantize_dynamic(a.model, a.out, a.keep_float)
+    meta = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
+    print(f"wrote {out} ({Path(out).stat().st_size / 2**20:.1f} MB; {meta.get('quantization')}, "
+          f"reduce_range {meta.get('int8_reduce_range', '-')})")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
