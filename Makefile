@@ -257,9 +257,7 @@ FRONT_EN_MODELS = --model "PP-OCRv6 ascii h48 FP32=$(CUTS)/ascii_h48.onnx" \
 		--model "PP-OCRv6 pruned to $(call size_name,$(p)) MACs INT8=$(call pruned_onnx,$(call size_name,$(p)))_int8.onnx") \
 	--model "PP-OCRv6 ascii h32 FP32=$(CUTS)/ascii_h32.onnx" \
 	--model "PP-OCRv6 ascii h32 INT8 static=$(CUTS)/ascii_h32_int8.onnx" \
-	--model "en_receipts FP32=models/en_receipts.onnx" \
-	--model "en_receipts INT8=models/en_receipts_int8.onnx" \
-	$(EN_MODELS) --model "en_student INT8 static=$(FRONT)/en_student_static_int8.onnx"
+	$(EN_MODELS)
 ppocrv6-front: $(STAMP)
 	$(receipts_splits)
 	$(PIP) install --quiet -e ".[bench]"
@@ -270,22 +268,20 @@ ppocrv6-front: $(STAMP)
 		[ -f $$c ] || { echo "pruned $$n: no checkpoint $$c (make ppocrv6-prune)"; exit 1; }; \
 		[ -f $${o}_int8.onnx ] || $(PY) export.py ckpt=$$c out=$$o.onnx name=ppocrv6_en_pruned_$${n%\%} \
 			quantize=static $(CUTS_VAL) || exit 1; done
-	@[ -f $(FRONT)/en_student_static_int8.onnx ] || $(PY) -m distill.export.quantize \
-		models/en_student.onnx $(FRONT)/en_student_static_int8.onnx --mode static \
-		--calibration $(GEN)/real/sroie_lines/val.tsv --reduce-range on
 	$(call bench_en_sets,$(FRONT_EN_MODELS),front)
 	$(PY) -m benchmarks.front --name en --budgets $(FRONT_BUDGETS) --set "IIIT5K-300 (scene)=infer_iiit5k_300_en_front" \
 		--set "SROIE-500 (caseless)=infer_sroie_500_en_front" \
 		--set "held-out documents (exact)=infer_heldout_document_en_front"
 
 # The same for Chinese: PP-OCRv6 with its head sliced to the zh charset (6,892 classes of
-# 18,385) at height 48 and 32, INT8, and ZH_ROUNDS rounds of pruning to ZH_KEEP of the
+# 18,710) at height 48 and 32, INT8, and ZH_ROUNDS rounds of pruning to ZH_KEEP of the
 # MACs, each recovered for ZH_STEPS steps from the Chinese label cache
-# (experiment=ppocrv6_recover_zh; resumable), beside zh_student and the peers on the
+# (experiment=ppocrv6_recover_zh; resumable), height 32 also in static INT8 with 7-bit
+# weights (runs on any x86 CPU), beside zh_student and the peers on the
 # held-out-font Chinese lines (infer_heldout_document_zh_front, front_zh.{md,png}).
 ZHC := logs/zh_cuts
 ZH_VAL := data=labelfile 'data.val=[$(GEN)/val/document_zh/labels.tsv]'
-ZH_ROUNDS ?= 1
+ZH_ROUNDS ?= 1 2
 ZH_KEEP ?= 0.8
 ZH_STEPS ?= 400
 ZH_FRONT_MODELS = --model "PP-OCRv6 zh h48 FP32=$(ZHC)/zh_h48.onnx" \
@@ -295,6 +291,7 @@ ZH_FRONT_MODELS = --model "PP-OCRv6 zh h48 FP32=$(ZHC)/zh_h48.onnx" \
 		--model "PP-OCRv6 zh pruned round $(k) INT8=$(ZHC)/round$(k)_int8.onnx") \
 	--model "PP-OCRv6 zh h32 FP32=$(ZHC)/zh_h32.onnx" \
 	--model "PP-OCRv6 zh h32 INT8 static=$(ZHC)/zh_h32_int8.onnx" \
+	--model "PP-OCRv6 zh h32 INT8 static 7-bit=$(ZHC)/zh_h32_int8_7bit.onnx" \
 	--model "zh_student FP32=models/zh_student.onnx" \
 	--model "zh_student INT8=models/zh_student_int8.onnx"
 ppocrv6-zh: ppocrv6-cache-zh $(HELDOUT_DOC_ZH)/labels.tsv
@@ -319,12 +316,16 @@ ppocrv6-zh: ppocrv6-cache-zh $(HELDOUT_DOC_ZH)/labels.tsv
 		src=$$r/recover/checkpoints/last.ckpt; \
 		[ -f $(ZHC)/round$${k}_int8.onnx ] || $(PY) export.py ckpt=$$src out=$(ZHC)/round$$k.onnx \
 			name=ppocrv6_zh_pruned_r$$k quantize=static $(ZH_VAL) || exit 1; done
+	@[ -f $(ZHC)/zh_h32_int8_7bit.onnx ] || $(PY) -m distill.export.quantize $(ZHC)/zh_h32.onnx \
+		$(ZHC)/zh_h32_int8_7bit.onnx --mode static --reduce-range on \
+		--calibration $(GEN)/val/document_zh/labels.tsv
 	$(PIP) install --quiet -e ".[bench]"
 	-bash scripts/install_tesseract.sh chi_sim
 	$(PY) -m benchmarks.bench_infer $(HELDOUT_DOC_ZH)/labels.tsv $(ZH_FRONT_MODELS) \
 		--protocol exact --tesseract-lang chi_sim --name heldout_document_zh_front --plot
 	$(PY) -m benchmarks.front --name zh --budgets $(FRONT_BUDGETS) \
 		--set "held-out Chinese documents (exact)=infer_heldout_document_zh_front"
+	$(PY) -m benchmarks.prune_rounds $(ZHC) --name ppocrv6_zh
 
 # The accuracy-latency table of the English student by size (README, notebook): each
 # size exported (FP32 + dynamic INT8, parity-checked), then the three English sets read
