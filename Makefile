@@ -276,7 +276,8 @@ ppocrv6-front: $(STAMP)
 # The same for Chinese: PP-OCRv6 with its head sliced to the zh charset (6,892 classes of
 # 18,710) at height 48 and 32, INT8, and ZH_ROUNDS rounds of pruning to ZH_KEEP of the
 # MACs, each recovered for ZH_STEPS steps from the Chinese label cache
-# (experiment=ppocrv6_recover_zh; resumable), height 32 also in static INT8 with 7-bit
+# (experiment=ppocrv6_recover_zh; resumable), the unpruned network recovered the same
+# way (what the cuts cost on equal training), height 32 also in static INT8 with 7-bit
 # weights (runs on any x86 CPU), beside zh_student and the peers on the
 # held-out-font Chinese lines (infer_heldout_document_zh_front, front_zh.{md,png}).
 ZHC := logs/zh_cuts
@@ -287,6 +288,8 @@ ZH_STEPS ?= 400
 ZH_FRONT_MODELS = --model "PP-OCRv6 zh h48 FP32=$(ZHC)/zh_h48.onnx" \
 	--model "PP-OCRv6 zh h48 INT8 dynamic=$(ZHC)/zh_h48_dyn_int8.onnx" \
 	--model "PP-OCRv6 zh h48 INT8 static=$(ZHC)/zh_h48_int8.onnx" \
+	--model "PP-OCRv6 zh h48 recovered, unpruned FP32=$(ZHC)/unpruned.onnx" \
+	--model "PP-OCRv6 zh h48 recovered, unpruned INT8=$(ZHC)/unpruned_int8.onnx" \
 	$(foreach k,$(ZH_ROUNDS),--model "PP-OCRv6 zh pruned round $(k) FP32=$(ZHC)/round$(k).onnx" \
 		--model "PP-OCRv6 zh pruned round $(k) INT8=$(ZHC)/round$(k)_int8.onnx") \
 	--model "PP-OCRv6 zh h32 FP32=$(ZHC)/zh_h32.onnx" \
@@ -316,6 +319,10 @@ ppocrv6-zh: ppocrv6-cache-zh $(HELDOUT_DOC_ZH)/labels.tsv
 		src=$$r/recover/checkpoints/last.ckpt; \
 		[ -f $(ZHC)/round$${k}_int8.onnx ] || $(PY) export.py ckpt=$$src out=$(ZHC)/round$$k.onnx \
 			name=ppocrv6_zh_pruned_r$$k quantize=static $(ZH_VAL) || exit 1; done
+	@$(MAKE) --no-print-directory resumable-run RUN=$(ZHC)/unpruned/recover EXP=ppocrv6_recover_zh \
+		OVER="init_ckpt=$(ZHC)/zh_h48.ckpt trainer.max_steps=$(ZH_STEPS)"
+	@[ -f $(ZHC)/unpruned_int8.onnx ] || $(PY) export.py ckpt=$(ZHC)/unpruned/recover/checkpoints/last.ckpt \
+		out=$(ZHC)/unpruned.onnx name=ppocrv6_zh_recovered quantize=static $(ZH_VAL)
 	@[ -f $(ZHC)/zh_h32_int8_7bit.onnx ] || $(PY) -m distill.export.quantize $(ZHC)/zh_h32.onnx \
 		$(ZHC)/zh_h32_int8_7bit.onnx --mode static --reduce-range on \
 		--calibration $(GEN)/val/document_zh/labels.tsv
