@@ -59,8 +59,9 @@ def onnx_params(path: Path) -> int:
 def model_family(path: Path) -> str:
     """Which network an exported model of ours is, from its ONNX metadata: ``ppocrv6``
     (PP-OCRv6's recognizer, sliced, pruned or cut) or the student's backbone."""
-    meta = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
-    net = json.loads(meta.get("train_config") or "{}").get("net", {})
+    from distill.export.onnx import read_metadata  # imports torch: only for our models
+
+    net = json.loads(read_metadata(path).get("train_config") or "{}").get("net", {})
     return net.get("arch") or net.get("backbone") or "unknown"
 
 

@@ -22,6 +22,7 @@ import statistics
 import sys
 from pathlib import Path
 
+from benchmarks.bench_infer import PEERS
 from benchmarks.results_io import RESULTS, write_results
 
 FAMILIES = {  # row "family" (bench_infer, from the ONNX metadata) -> legend, colour
@@ -29,7 +30,11 @@ FAMILIES = {  # row "family" (bench_infer, from the ONNX metadata) -> legend, co
     "shufflenet_v2": ("ShuffleNetV2-BiLSTM student", "tab:orange"),
     "peer": ("peers", "tab:gray"),
 }
-WHEEL = "PP-OCRv6 rec"
+WHEEL = PEERS["ppocrv6"][0]  # the wheel's PP-OCRv6 row of a bench_infer result
+
+
+def family_name(family: str) -> str:
+    return FAMILIES.get(family, (family,))[0]
 
 
 def load_set(name: str) -> dict:
@@ -115,7 +120,7 @@ def markdown(sets: dict[str, dict], budgets: list[dict]) -> str:
         peer = (p["engine"], " / ".join(f"{100 * a:.1f}%" for a in p["acc"])) if p else ("-", "-")
         lines.append(
             f"| <= {b['budget']:g}x | {o['engine'] if o else '-'} | "
-            f"{FAMILIES.get(o['family'], (o['family'],))[0] if o else '-'} | {accs} | "
+            f"{family_name(o['family']) if o else '-'} | {accs} | "
             f"{ratio} | {peer[0]} | {peer[1]} |"
         )
     for title, result in sets.items():
@@ -133,7 +138,7 @@ def markdown(sets: dict[str, dict], budgets: list[dict]) -> str:
         for r in sorted(result["rows"], key=lambda r: r["ratio"]):
             params = "-" if r.get("params_M") is None else f"{r['params_M']:.2f}"
             lines.append(
-                f"| {r['engine']} | {FAMILIES.get(r['family'], (r['family'],))[0]} | "
+                f"| {r['engine']} | {family_name(r['family'])} | "
                 f"{r['ratio']:.2f} | {r['ms_line_1thread']:.2f} | {params} | "
                 f"{100 * r['acc']:.1f}% | {'yes' if r['engine'] in front else ''} |"
             )
@@ -169,10 +174,8 @@ def draw(ax, result: dict, budgets: list[float]) -> None:
     ax.grid(True, which="both", alpha=0.3)
 
 
-def plot(sets: dict[str, dict], budgets: list[float], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
+def figure(sets: dict[str, dict], budgets: list[float]):
+    """The sets side by side, one legend (front_NAME.png; the notebook shows it)."""
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, len(sets), figsize=(5.5 * len(sets), 4.5), squeeze=False)
@@ -185,6 +188,16 @@ def plot(sets: dict[str, dict], budgets: list[float], path: Path) -> None:
             handles.setdefault(label, h)
     axes[0][0].legend(handles.values(), handles.keys(), fontsize=7, loc="lower right")
     fig.tight_layout()
+    return fig
+
+
+def plot(sets: dict[str, dict], budgets: list[float], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = figure(sets, budgets)
     fig.savefig(path, dpi=120)
     plt.close(fig)
 

@@ -69,9 +69,14 @@ def set_metadata(model: onnx.ModelProto, props: dict[str, str]) -> None:
         entry.key, entry.value = k, v
 
 
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """An ONNX file's metadata props (its weights are not read when stored apart)."""
+    return {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+
+
 def copy_metadata(src, dst, extra: dict[str, str]) -> None:
     """``dst``'s metadata: ``src``'s, updated with ``extra``."""
-    props = {p.key: p.value for p in onnx.load(str(src)).metadata_props}
+    props = read_metadata(src)
     model = onnx.load(str(dst))
     set_metadata(model, {**props, **extra})
     onnx.save(model, str(dst))

@@ -14,7 +14,7 @@ import onnx
 
 from distill.core.hardware import has_vnni
 from distill.core.preprocess import pad_batch
-from distill.export.onnx import copy_metadata
+from distill.export.onnx import copy_metadata, read_metadata
 
 
 def quantize_dynamic(fp32: str | Path, out: str | Path, keep_float: list[str] = ()) -> Path:
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> None:
         out = quantize_static(a.model, a.out, batches, a.keep_float, reduce_range)
     else:
         out = quantize_dynamic(a.model, a.out, a.keep_float)
-    meta = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
+    meta = read_metadata(out)
     print(f"wrote {out} ({Path(out).stat().st_size / 2**20:.1f} MB; {meta.get('quantization')}, "
           f"reduce_range {meta.get('int8_reduce_range', '-')})")  # fmt: skip
 
