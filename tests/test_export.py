@@ -439,6 +439,7 @@ def test_quantize_cli_makes_int8_from_an_exported_model_alone(student_onnx, tmp_
     """``python -m distill.export.quantize``: static INT8 calibrated on a label file's
     lines, preprocessed as the model's metadata says; portable 7-bit weights on request;
     a static run without calibration lines, or a missing file, is refused by name."""
+    from distill.export.quantize import calibration_from_labelfiles
     from distill.export.quantize import main as quantize_main
 
     path, _ = student_onnx
@@ -447,9 +448,13 @@ def test_quantize_cli_makes_int8_from_an_exported_model_alone(student_onnx, tmp_
         write_image(tmp_path / "img" / f"{i}.png", text_width=40 + 16 * i)
     labels = tmp_path / "labels.tsv"
     labels.write_text("".join(f"img/{i}.png\t{i}\n" for i in range(6)))
+    (tmp_path / "more.tsv").write_text("img/5.png\t5\n")
+    batches = calibration_from_labelfiles(path, [labels, tmp_path / "more.tsv"], lines=6)
+    assert sum(len(ws) for _, ws in batches) == 4  # 3 + 3 asked, "more" has 1 line
     out = tmp_path / "s_int8.onnx"
+    more = str(tmp_path / "more.tsv")
     quantize_main([str(path), str(out), "--mode", "static", "--calibration", str(labels),
-                   "--reduce-range", "on"])  # fmt: skip
+                   "--calibration", more, "--reduce-range", "on"])  # fmt: skip
     assert "reduce_range true" in capsys.readouterr().out
     rec = Recognizer(out)
     assert rec.metadata["int8_reduce_range"] == "true"
@@ -463,3 +468,47 @@ def test_quantize_cli_makes_int8_from_an_exported_model_alone(student_onnx, tmp_
     with pytest.raises(SystemExit):
         quantize_main([str(tmp_path / "none.onnx"), str(tmp_path / "x.onnx")])
     assert "model not found" in capsys.readouterr().err
+
+
+def test_static_int8_keeps_gelu_whole_between_quantized_convolutions(tmp_path):
+    """Fused before quantizing, GELU's Div-Erf-Add-Mul chain between two convolutions
+    is one Gelu node in the INT8 graph, with the same outputs as left in pieces."""
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [numpy_helper.from_array(rng.normal(size=(4, c, 3, 3)).astype(np.float32), n)
+               for n, c in (("w1", 1), ("w2", 4))]  # fmt: skip
+    consts = [numpy_helper.from_array(np.array(v, np.float32), n)
+              for n, v in (("sqrt2", 2**0.5), ("one", 1.0), ("half", 0.5))]  # fmt: skip
+    nodes = [
+        helper.make_node("Conv", ["image", "w1"], ["y"], pads=[1, 1, 1, 1]),
+        helper.make_node("Div", ["y", "sqrt2"], ["d"]),
+        helper.make_node("Erf", ["d"], ["e"]),
+        helper.make_node("Add", ["e", "one"], ["a"]),
+        helper.make_node("Mul", ["y", "a"], ["m"]),
+        helper.make_node("Mul", ["m", "half"], ["g"]),
+        helper.make_node("Conv", ["g", "w2"], ["logits"], pads=[1, 1, 1, 1]),
+    ]
+    graph = helper.make_graph(
+        nodes, "gelu",
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, ["n", 1, 8, "w"]),
+         helper.make_tensor_value_info("widths", TensorProto.INT64, ["n"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["n", 4, 8, "w"])],
+        initializer=weights + consts,
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    onnx.save(model, tmp_path / "fp32.onnx")
+    batches = [(rng.normal(size=(2, 1, 8, 16)).astype(np.float32), np.array([16, 16]))]
+    ops = {}
+    for fuse in (True, False):
+        out = quantize_static(tmp_path / "fp32.onnx", tmp_path / f"{fuse}.onnx", batches,
+                              reduce_range=True, fuse=fuse)  # fmt: skip
+        ops[fuse] = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert "Gelu" in ops[True] and "Erf" not in ops[True] and "QuantizeLinear" in ops[True]
+    assert "Erf" in ops[False] and "Gelu" not in ops[False]
+    x = {"image": batches[0][0], "widths": batches[0][1]}
+    fused, pieces = (
+        ort.InferenceSession(str(tmp_path / f"{f}.onnx")).run(None, x)[0] for f in (True, False)
+    )
+    assert np.abs(fused - pieces).max() < 0.05 * np.abs(pieces).max()

@@ -74,6 +74,33 @@ def test_the_report_and_picture_are_written(two_sets, tmp_path, monkeypatch):
     assert (tmp_path / "front_t.png").stat().st_size > 10_000
 
 
+def test_a_set_joins_runs_of_the_same_lines_each_against_its_own_wheel(tmp_path):
+    """Rows of several runs of one set, each latency over its own run's wheel; the newest
+    run's figures win for an engine read twice; runs of different lines are refused."""
+    first = result(row("PP-OCRv6 rec", 10.0, 0.95, "peer"), row("big", 5.0, 0.9, "ppocrv6"))
+    later = result(row("PP-OCRv6 rec", 20.0, 0.94, "peer"), row("big", 4.0, 0.7, "ppocrv6"),
+                   row("new", 2.0, 0.8, "ppocrv6"))  # fmt: skip
+    (tmp_path / "f.json").write_text(json.dumps(first))
+    (tmp_path / "l.json").write_text(json.dumps(later))
+    joined = front.load_set(f"{tmp_path}/f.json+{tmp_path}/l.json")
+    rows = {r["engine"]: r for r in joined["rows"]}
+    assert len(joined["rows"]) == 3  # the later run's wheel and "big" replace the first's
+    assert rows["big"]["ratio"] == 0.2 and rows["new"]["ratio"] == 0.1
+    assert rows["new"]["run"] == rows["big"]["run"] == "l.json"
+    first = result(row("PP-OCRv6 rec", 10.0, 0.95, "peer"), row("old", 5.0, 0.9, "ppocrv6"))
+    (tmp_path / "f.json").write_text(json.dumps(first))
+    kept = front.load_set(f"{tmp_path}/f.json+{tmp_path}/l.json")
+    assert {r["engine"]: r["run"] for r in kept["rows"]}["old"] == "f.json"
+    assert {r["engine"]: r["ratio"] for r in kept["rows"]}["old"] == 0.5
+    md = front.markdown({"S": joined}, [])
+    assert "each row's latency over the wheel's in its own run" in md
+    assert "| new | PP-OCRv6, compressed here | 0.10 | 2.00 | - | 80.0% | yes | l.json |" in md
+    other = dict(later, lines=11)
+    (tmp_path / "o.json").write_text(json.dumps(other))
+    with pytest.raises(SystemExit, match="read lines 11.*not the same set"):
+        front.load_set(f"{tmp_path}/f.json+{tmp_path}/o.json")
+
+
 def test_a_set_without_the_wheel_is_refused_by_name(tmp_path):
     path = tmp_path / "r.json"
     path.write_text(json.dumps(result(row("big", 5.0, 0.9, "ppocrv6"))))

@@ -35,15 +35,41 @@ def quantize_dynamic(fp32: str | Path, out: str | Path, keep_float: list[str] = 
     return Path(out)
 
 
+# onnxruntime fusions that would hide a convolution from the quantizer (it quantizes
+# Conv nodes only) or tie the graph to this CPU's memory layout
+_CONV_FUSIONS = ["ConvActivationFusion", "ConvAddActivationFusion", "NchwcTransformer"]
+
+
+def fuse_activations(fp32: str | Path, out: str | Path) -> Path:
+    """The FP32 graph with onnxruntime's extended fusions applied (GELU's Div-Erf-Add-Mul
+    chain becomes one Gelu node, x * sigmoid(x) one QuickGelu), convolutions left alone.
+
+    onnxruntime fuses these at load time in FP32, but once Q/DQ nodes sit around the
+    convolutions it no longer does, and the unfused chains took about a fifth of the
+    static INT8 PP-OCRv6 network's time (make int8-fusion: infer_*_int8_fusion.md). Fused
+    first, the quantizer keeps them whole. The metadata is kept."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(out)
+    ort.InferenceSession(
+        str(fp32), options, providers=["CPUExecutionProvider"], disabled_optimizers=_CONV_FUSIONS
+    )
+    return Path(out)
+
+
 def quantize_static(
     fp32: str | Path,
     out: str | Path,
     calibration: list[tuple[np.ndarray, np.ndarray]],
     keep_float: list[str] = (),
     reduce_range: bool | None = None,
+    fuse: bool = True,
 ) -> Path:
     """Static QDQ INT8 of the convolutions, calibrated on real batches ((images, valid
-    widths) pairs), then dynamic INT8 of the LSTM and MatMul/Gemm.
+    widths) pairs), then dynamic INT8 of the LSTM and MatMul/Gemm; activation chains
+    fused first (:func:`fuse_activations`; ``fuse=False`` to measure what that buys).
 
     Weights are quantized per output channel (depthwise filters differ in range by 30x
     and more). On an x86 CPU without VNNI, onnxruntime multiplies uint8 activations by
@@ -71,9 +97,12 @@ def quantize_static(
     if reduce_range is None:
         reduce_range = not has_vnni()
     out = Path(out)
+    fused = out.with_suffix(".fused.onnx")
     pre = out.with_suffix(".pre.onnx")
     conv = out.with_suffix(".conv.onnx")
-    quant_pre_process(str(fp32), str(pre), skip_symbolic_shape=True)
+    if fuse:
+        fuse_activations(fp32, fused)
+    quant_pre_process(str(fused if fuse else fp32), str(pre), skip_symbolic_shape=True)
     ort_quantize_static(
         str(pre),
         str(conv),
@@ -87,7 +116,7 @@ def quantize_static(
         nodes_to_exclude=_matching_nodes(pre, keep_float),
     )
     quantize_dynamic(conv, out, keep_float)
-    for tmp in (pre, conv):
+    for tmp in (fused, pre, conv):
         tmp.unlink(missing_ok=True)
     copy_metadata(
         fp32,
@@ -96,6 +125,7 @@ def quantize_static(
             "quantization": "static QDQ int8 convs + dynamic int8 LSTM/MatMul",
             "int8_per_channel": "true",
             "int8_reduce_range": str(reduce_range).lower(),
+            "int8_fused_activations": str(fuse).lower(),
         },
     )
     return out
@@ -119,18 +149,22 @@ def _matching_nodes(path, patterns) -> list[str]:
     return [n.name for n in graph.node if any(p in n.name for p in patterns)]
 
 
-def calibration_from_labelfile(model: str | Path, labelfile: str | Path, lines: int) -> list:
-    """Calibration batches for an exported model: the first ``lines`` images of a label
-    file, preprocessed as the model's metadata says (no checkpoint needed)."""
+def calibration_from_labelfiles(model: str | Path, labelfiles: list, lines: int) -> list:
+    """Calibration batches for an exported model: ``lines`` images in all, an even share
+    from the start of each label file (a mix of the kinds of text the model will read),
+    preprocessed as the model's metadata says (no checkpoint needed)."""
     from distill.core.labelfile import read_label_file
     from distill.core.preprocess import preprocess
     from distill.runtime.predict import Recognizer, read_image
 
     cfg = Recognizer(model).preprocess_cfg
-    pairs, _ = read_label_file(labelfile)
-    if not pairs:
-        raise ValueError(f"{labelfile}: no image lines to calibrate on")
-    samples = [{"image": preprocess(read_image(p), cfg)} for p, _ in pairs[:lines]]
+    share = max(1, lines // len(labelfiles))
+    samples = []
+    for labelfile in labelfiles:
+        pairs, _ = read_label_file(labelfile)
+        if not pairs:
+            raise ValueError(f"{labelfile}: no image lines to calibrate on")
+        samples += [{"image": preprocess(read_image(p), cfg)} for p, _ in pairs[:share]]
     return calibration_batches(samples)
 
 
@@ -138,7 +172,8 @@ def main(argv: list[str] | None = None) -> None:
     """INT8 twin of a model already exported (its checkpoint is not needed):
 
     python -m distill.export.quantize MODEL.onnx OUT.onnx [--mode static --calibration
-        LABELS.tsv] [--lines 256] [--reduce-range auto|on|off] [--keep-float head]
+        LABELS.tsv [--calibration MORE.tsv ...]] [--lines 256] [--reduce-range auto|on|off]
+        [--keep-float head] [--no-fuse]
     """
     import argparse
 
@@ -146,8 +181,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("model", help="an FP32 model written by export.py")
     ap.add_argument("out")
     ap.add_argument("--mode", choices=("dynamic", "static"), default="dynamic")
-    ap.add_argument("--calibration", help="static: a label file of lines like the model's")
-    ap.add_argument("--lines", type=int, default=256, help="static: calibration lines")
+    ap.add_argument(
+        "--calibration",
+        action="append",
+        default=[],
+        help="static: a label file of lines like the model's (repeat for a mix: the lines "
+        "are shared evenly between the files)",
+    )
+    ap.add_argument("--lines", type=int, default=256, help="static: calibration lines in all")
     ap.add_argument(
         "--reduce-range",
         choices=("auto", "on", "off"),
@@ -156,17 +197,23 @@ def main(argv: list[str] | None = None) -> None:
         "on: a model to run on any CPU)",
     )
     ap.add_argument("--keep-float", action="append", default=[], help="node names left FP32")
+    ap.add_argument(
+        "--no-fuse",
+        action="store_true",
+        help="static: leave GELU and other activation chains unfused (slower; to compare)",
+    )
     a = ap.parse_args(argv)
     if not Path(a.model).is_file():
         ap.error(f"model not found: {a.model}")
     if a.mode == "static":
         if not a.calibration:
             ap.error("--mode static needs --calibration LABELS.tsv (lines like the model's)")
-        if not Path(a.calibration).is_file():
-            ap.error(f"--calibration: no such label file {a.calibration}")
-        batches = calibration_from_labelfile(a.model, a.calibration, a.lines)
+        for labelfile in a.calibration:
+            if not Path(labelfile).is_file():
+                ap.error(f"--calibration: no such label file {labelfile}")
+        batches = calibration_from_labelfiles(a.model, a.calibration, a.lines)
         reduce_range = {"auto": None, "on": True, "off": False}[a.reduce_range]
-        out = quantize_static(a.model, a.out, batches, a.keep_float, reduce_range)
+        out = quantize_static(a.model, a.out, batches, a.keep_float, reduce_range, not a.no_fuse)
     else:
         out = quantize_dynamic(a.model, a.out, a.keep_float)
     meta = read_metadata(out)
