@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -61,6 +62,20 @@ def make_models(fp32: str, calibration_images: list, out: Path) -> dict:
     }
 
 
+def read_in_child(prefix: list[str], args, models: dict) -> dict:
+    """``read_all`` in another process started through ``prefix`` (``qemu-x86_64 -cpu
+    MODEL``: an emulated CPU), on the same lines; its stderr's tail if it fails."""
+    cmd = [*prefix, sys.executable, "-m", "benchmarks.bench_int8_cpus", args.model, args.labels]
+    cmd += ["--limit", str(args.limit), "--calibration", str(args.calibration)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # the package, from any folder
+    res = subprocess.run([*cmd, "--read", json.dumps(models)], capture_output=True, text=True,
+                         env=env)  # fmt: skip
+    if res.returncode:
+        tail = "\n".join(res.stderr.strip().splitlines()[-5:])
+        sys.exit(f"{' '.join(prefix) or 'the child'} run failed ({res.returncode}):\n{tail}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("model")
@@ -84,14 +99,8 @@ def main() -> None:
     cpus = {f"this CPU ({hardware.describe()})": read_all(models, images[n:])}
     qemu = shutil.which("qemu-x86_64")
     if args.emulate and qemu:
-        cmd = [qemu, "-cpu", args.emulate, sys.executable, __file__, args.model, args.labels]
-        cmd += ["--limit", str(args.limit), "--calibration", str(args.calibration)]
-        res = subprocess.run(
-            [*cmd, "--read", json.dumps(models)], capture_output=True, text=True, check=True
-        )
-        cpus[f"emulated {args.emulate} (AVX2, no AVX-512, no VNNI)"] = json.loads(
-            res.stdout.strip().splitlines()[-1]
-        )
+        readings = read_in_child([qemu, "-cpu", args.emulate], args, models)
+        cpus[f"emulated {args.emulate} (AVX2, no AVX-512, no VNNI)"] = readings
     elif args.emulate:
         print("qemu-x86_64 not found (apt-get install qemu-user): this CPU only", file=sys.stderr)
 
