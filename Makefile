@@ -65,6 +65,10 @@ GEN := data/generated
 # document lines rendered in font families held out of training (English, Chinese)
 HELDOUT_DOC_EN := $(GEN)/heldout/document_en
 HELDOUT_DOC_ZH := $(GEN)/heldout/document_zh
+# static INT8 calibration lines for the quantize command, kept out of training: real
+# receipt and scene validation lines, and Chinese document lines in the training fonts
+EN_CAL := --calibration $(GEN)/real/sroie_lines/val.tsv --calibration $(GEN)/real/scene_words/val.tsv
+ZH_CAL := --calibration $(GEN)/val/document_zh/labels.tsv
 TEACH := $(PY) -m distill.teach --teacher ppocrv6 --charset ascii
 # ppocrv6-cache-core: all but the 40,000 mixed synthetic lines (what ppocrv6-prune needs).
 ppocrv6-cache: ppocrv6-cache-core
@@ -283,8 +287,7 @@ endef
 # (runs on any x86 CPU), calibrated on receipt, scene and document lines kept out of
 # training; read beside en_student, en_receipts and the wheel's PP-OCRv6 on the three
 # English sets (infer_*_en_fast), then joined to the front (front_en).
-EN_FAST_CAL := $(foreach f,$(GEN)/real/sroie_lines/val.tsv $(GEN)/real/scene_words/val.tsv \
-	$(GEN)/val/document_en/labels.tsv,--calibration $(f))
+EN_FAST_CAL := $(EN_CAL) --calibration $(GEN)/val/document_en/labels.tsv
 en-fast: $(STAMP)
 	$(receipts_splits)
 	$(PIP) install --quiet -e ".[bench]"
@@ -368,8 +371,7 @@ ppocrv6-zh: ppocrv6-cache-zh $(HELDOUT_DOC_ZH)/labels.tsv
 	@[ -f $(ZHC)/unpruned_int8.onnx ] || $(PY) export.py ckpt=$(ZHC)/unpruned/recover/checkpoints/last.ckpt \
 		out=$(ZHC)/unpruned.onnx name=ppocrv6_zh_recovered quantize=static $(ZH_VAL)
 	@[ -f $(ZHC)/zh_h32_int8_7bit.onnx ] || $(PY) -m distill.export.quantize $(ZHC)/zh_h32.onnx \
-		$(ZHC)/zh_h32_int8_7bit.onnx --mode static --reduce-range on \
-		--calibration $(GEN)/val/document_zh/labels.tsv
+		$(ZHC)/zh_h32_int8_7bit.onnx --mode static --reduce-range on $(ZH_CAL)
 	$(call zh_bench,$(ZH_FRONT_MODELS),front,$(ZHC),)
 
 # Chinese within 0.2x of PP-OCRv6: every cut stacked. PP-OCRv6 zh at height 32 recovered
@@ -407,8 +409,6 @@ ppocrv6-zh-h32: ppocrv6-cache-zh $(HELDOUT_DOC_ZH)/labels.tsv
 # fuse_activations): each FP32 model quantized with and without it, the same calibration
 # lines, read beside the wheel's PP-OCRv6 in one run per set (infer_*_int8_fusion)
 FUSION := logs/int8_fusion
-EN_CAL := --calibration $(GEN)/real/sroie_lines/val.tsv --calibration $(GEN)/real/scene_words/val.tsv
-ZH_CAL := --calibration $(GEN)/val/document_zh/labels.tsv
 fusion_pair = $(PY) -m distill.export.quantize $(1) $(FUSION)/$(2)_fused.onnx --mode static \
 		--reduce-range on --lines 128 $(3) && \
 	$(PY) -m distill.export.quantize $(1) $(FUSION)/$(2)_unfused.onnx --mode static \
