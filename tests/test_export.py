@@ -11,7 +11,7 @@ import torch
 
 import distill.runtime.predict as predict
 from distill.core.hardware import has_vnni
-from distill.export.onnx import export_onnx
+from distill.export.onnx import export_onnx, set_metadata
 from distill.export.parity import check_parity
 from distill.export.quantize import quantize_dynamic, quantize_static
 from distill.export.run import run_export
@@ -155,6 +155,23 @@ def test_metadata_round_trip(student_onnx):
     assert rec.preprocess_cfg == module.preprocess
     assert rec.blank == 0 and rec.name == "tiny-student"
     assert json.loads(rec.metadata["train_config"])["net"]["backbone"] == "shufflenet_v2"
+
+
+def test_a_stretched_model_reads_its_lines_stretched(tmp_path):
+    """preprocess.stretch travels in the metadata: the predictor widens each line as
+    training did (a model exported before it has none and reads unstretched)."""
+    import dataclasses
+
+    module = load_network(make_ckpt(tmp_path / "m.ckpt", NETS["student"]))
+    module.preprocess = dataclasses.replace(module.preprocess, stretch=1.25)
+    path = export_onnx(module, tmp_path / "m.onnx", "stretched")
+    rec = Recognizer(path)
+    assert rec.metadata["stretch"] == "1.25" and rec.preprocess_cfg == module.preprocess
+    m = onnx.load(str(path))
+    kept = [(p.key, p.value) for p in m.metadata_props if p.key != "stretch"]
+    set_metadata(m, dict(kept))
+    onnx.save(m, str(tmp_path / "old.onnx"))
+    assert Recognizer(tmp_path / "old.onnx").preprocess_cfg.stretch == 1.0
 
 
 def test_rgb_model_exports(tmp_path):

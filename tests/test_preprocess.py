@@ -51,6 +51,15 @@ def test_resize_keeps_aspect_and_clamps():
     assert rgb.shape == (3, 32, 40)
 
 
+def test_stretch_widens_the_line_within_the_limits():
+    """A network cut to a lower height reads its lines widened (preprocess.stretch) to keep
+    its frames per character; the width limits still hold."""
+    cfg = PreprocessConfig(height=32, channels=1, max_width=200, stretch=1.5)
+    assert preprocess(np.zeros((64, 100, 3), np.uint8), cfg).shape == (1, 32, 75)
+    assert preprocess(np.zeros((16, 1000, 3), np.uint8), cfg).shape == (1, 32, 200)
+    assert PreprocessConfig.from_dict({"height": 32}).stretch == 1.0  # older checkpoints
+
+
 def test_normalization_range():
     cfg = PreprocessConfig()
     x = preprocess(np.array([[0, 255]] * 32, np.uint8), cfg)
@@ -62,6 +71,8 @@ def test_config_validation():
         PreprocessConfig(channels=2)
     with pytest.raises(ValueError, match="multiple of 4"):
         PreprocessConfig(max_width=801)
+    with pytest.raises(ValueError, match="stretch"):
+        PreprocessConfig(stretch=0)
 
 
 def test_pad_batch_and_frames():

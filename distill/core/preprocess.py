@@ -30,6 +30,9 @@ class PreprocessConfig:
     mean: float = 0.5
     std: float = 0.5
     channel_order: str = "rgb"  # of 3 channels: rgb, or bgr (as OpenCV reads; PP-OCR's)
+    # widths times this after the aspect-kept resize: a network cut to a lower height
+    # keeps its frames per character (1.5 at height 32 gives the frames of height 48)
+    stretch: float = 1.0
 
     def __post_init__(self):
         if self.channels not in (1, 3):
@@ -38,6 +41,8 @@ class PreprocessConfig:
             raise ValueError(
                 f"preprocess.channel_order must be rgb or bgr, got {self.channel_order!r}"
             )
+        if not self.stretch > 0:
+            raise ValueError(f"preprocess.stretch must be > 0, got {self.stretch}")
         if self.max_width < self.min_width or self.max_width % WIDTH_PER_FRAME:
             raise ValueError(
                 f"preprocess.max_width must be a multiple of {WIDTH_PER_FRAME} "
@@ -95,15 +100,18 @@ def load_image(path: str | Path) -> np.ndarray:
 
 
 def resized_width(h: int, w: int, cfg: PreprocessConfig) -> int:
-    """Width after resizing to cfg.height with the aspect ratio kept, clamped to the limits."""
-    return int(min(cfg.max_width, max(cfg.min_width, round(w * cfg.height / max(h, 1)))))
+    """Width after resizing to cfg.height with the aspect ratio kept (times cfg.stretch),
+    clamped to the limits."""
+    width = round(w * cfg.height / max(h, 1) * cfg.stretch)
+    return int(min(cfg.max_width, max(cfg.min_width, width)))
 
 
 def preprocess(image: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
     """uint8 RGB or gray image -> float32 (C, height, w) normalized, w <= max_width, its
     channels in ``cfg.channel_order``.
 
-    Keeps the aspect ratio; a line wider than max_width is squeezed to max_width.
+    Keeps the aspect ratio (widened by ``cfg.stretch``); a line wider than max_width is
+    squeezed to max_width.
     """
     if image.ndim == 3 and cfg.channels == 1:
         image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)

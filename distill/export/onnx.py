@@ -55,6 +55,7 @@ def metadata(trained: TrainedNetwork, name: str, extra: dict | None = None) -> d
         "mean": repr(cfg.mean),
         "std": repr(cfg.std),
         "channel_order": cfg.channel_order,
+        "stretch": repr(cfg.stretch),
         "width_per_frame": str(trained.net.width_per_frame),
         "train_config": json.dumps({"net": trained.net_config, "protocol": trained.protocol}),
     }

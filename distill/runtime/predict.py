@@ -128,6 +128,7 @@ class Recognizer:
                 mean=float(meta["mean"]),
                 std=float(meta["std"]),
                 channel_order=meta.get("channel_order", "rgb"),
+                stretch=float(meta.get("stretch", 1.0)),
             )
             self.blank = int(meta["blank_index"])
             self.width_per_frame = int(meta.get("width_per_frame", WIDTH_PER_FRAME))
