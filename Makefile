@@ -4,11 +4,14 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+RESULTS := benchmarks/results
+empty :=
+space := $(empty) $(empty)
 PIP := $(PY) -m pip
 TORCH := torch==2.14.1 torchvision==0.29.1
 STAMP := $(VENV)/.installed
 
-.PHONY: demo demo-init ppocrv6-receipts ppocrv6-receipts-labels ship-receipts ppocrv6-cuts ppocrv6-cuts-export ppocrv6-h32 ppocrv6-prune ppocrv6-recover ppocrv6-front ppocrv6-zh ppocrv6-zh-h32 en-fast int8-fusion test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-core ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain resumable-run prune-en prune-finetune clean
+.PHONY: demo demo-init ppocrv6-receipts ppocrv6-receipts-labels ship-receipts ppocrv6-cuts ppocrv6-cuts-export ppocrv6-h32 ppocrv6-prune ppocrv6-recover ppocrv6-front ppocrv6-zh ppocrv6-zh-h32 en-fast ppocrv6-en-h32 front-en int8-fusion test lint format tensorboard bench reference ppocrv6-cache ppocrv6-cache-core ppocrv6-cache-zh ppocrv6-compare ppocrv6-views fonts preview data-compare en-student-v2 ship-en en-sizes en-student-v2-sizes zh-student-v2 zh-student-v2-long ship-zh kd-gain resumable-run prune-en prune-finetune clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -274,13 +277,17 @@ ppocrv6-front: $(STAMP)
 			quantize=static $(CUTS_VAL) || exit 1; done
 	$(call bench_en_sets,$(FRONT_EN_MODELS),front)
 	$(front_en)
-# one picture and table of the English runs: the front's, joined by en-fast's
-define front_en
+# one picture and table of the English runs: the front's, joined by those of en-fast and
+# ppocrv6-en-h32 where they have run (a later run replaces the rows of the engines it read
+# again); a make of its own, so that a run made earlier in the same recipe is seen
+EN_FRONT_RUNS = front $(foreach r,fast h32r h32s,$(if $(wildcard $(RESULTS)/infer_iiit5k_300_en_$(r).json),$(r)))
+en_front_set = --set "$(1)=$(subst $(space),+,$(foreach r,$(EN_FRONT_RUNS),infer_$(2)_en_$(r)))"
+front-en: $(STAMP)
 	$(PY) -m benchmarks.front --name en --budgets $(FRONT_BUDGETS) \
-		--set "IIIT5K-300 (scene)=infer_iiit5k_300_en_front+infer_iiit5k_300_en_fast" \
-		--set "SROIE-500 (caseless)=infer_sroie_500_en_front+infer_sroie_500_en_fast" \
-		--set "held-out documents (exact)=infer_heldout_document_en_front+infer_heldout_document_en_fast"
-endef
+		$(call en_front_set,IIIT5K-300 (scene),iiit5k_300) \
+		$(call en_front_set,SROIE-500 (caseless),sroie_500) \
+		$(call en_front_set,held-out documents (exact),heldout_document)
+front_en = @$(MAKE) --no-print-directory front-en
 
 # A candidate for the fastest English model (models/en_fast, <= 0.1x PP-OCRv6 on every
 # English set): en_student with its convolutions in static INT8 as well, 7-bit weights
@@ -300,6 +307,46 @@ en-fast: $(STAMP)
 		$(EN_MODELS) --model "en_receipts FP32=models/en_receipts.onnx" \
 		--model "en_receipts INT8=models/en_receipts_int8.onnx" --peers ppocrv6,fast)
 	$(front_en)
+
+# English within 0.2x of PP-OCRv6: every cut stacked. The ASCII head at height 32
+# (make ppocrv6-cuts-export) recovered EN32_STEPS steps from the English label cache
+# (make ppocrv6-cache; experiment=ppocrv6_recover_h32, lines widened by a quarter so that
+# dense document lines keep a frame per character; EN32_EXP=ppocrv6_recover_h32_unstretched
+# EN32=logs/en_h32 EN32_RUN=h32r EN32_NAME="PP-OCRv6 ascii h32" for the run without), then EN32_ROUNDS
+# rounds of Taylor pruning to EN32_KEEP of the MACs, each recovered EN32_ROUND_STEPS
+# steps the same way; each stage exported FP32 + static INT8 with 7-bit weights (any x86
+# CPU); read beside en_student and the wheel's PP-OCRv6 on the three English sets
+# (infer_*_en_$(EN32_RUN)), added to the English front (front_en). Resumable.
+EN32 ?= logs/en_h32s
+EN32_EXP ?= ppocrv6_recover_h32
+EN32_RUN ?= h32s
+EN32_NAME ?= PP-OCRv6 ascii h32 stretched
+EN32_ROUNDS ?= 1 2
+EN32_KEEP ?= 0.8
+EN32_STEPS ?= 800
+EN32_ROUND_STEPS ?= 400
+EN32_VAL := data=labelfile 'data.val=[$(GEN)/real/sroie_lines/val.tsv,$(GEN)/real/scene_words/val.tsv,$(GEN)/val/document_en/labels.tsv]'
+en32_export = [ -f $(EN32)/$(2)_int8.onnx ] || $(PY) export.py ckpt=$(1) out=$(EN32)/$(2).onnx \
+	name=ppocrv6_ascii_$(EN32_RUN)_$(2) quantize=static reduce_range=true $(EN32_VAL)
+en32_round_export = $(call en32_export,$(1),round$(2))
+EN32_MODELS = --model "$(EN32_NAME) recovered FP32=$(EN32)/recovered.onnx" \
+	--model "$(EN32_NAME) recovered INT8 7-bit=$(EN32)/recovered_int8.onnx" \
+	$(foreach k,$(EN32_ROUNDS),--model "$(EN32_NAME) pruned round $(k) FP32=$(EN32)/round$(k).onnx" \
+		--model "$(EN32_NAME) pruned round $(k) INT8 7-bit=$(EN32)/round$(k)_int8.onnx") \
+	$(EN_MODELS)
+ppocrv6-en-h32: ppocrv6-cache
+	@[ -f $(GEN)/val/document_en/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
+		--lang en --fonts train --size 300 --seed 4242 --out $(GEN)/val/document_en
+	@[ -f $(CUTS)/ascii_h32.ckpt ] || $(PY) -m distill.models.ppocrv6_import $(CUTS)/ascii_h32.ckpt \
+		--charset ascii --protocol caseless --height 32
+	@$(MAKE) --no-print-directory resumable-run RUN=$(EN32)/recover EXP=$(EN32_EXP) \
+		OVER="init_ckpt=$(CUTS)/ascii_h32.ckpt trainer.max_steps=$(EN32_STEPS)"
+	@$(call en32_export,$(EN32)/recover/checkpoints/last.ckpt,recovered)
+	$(call prune_rounds,$(EN32)/recover/checkpoints/last.ckpt,$(EN32),$(EN32_ROUNDS),$(EN32_EXP),en32_round_export,$(EN32_VAL),$(EN32_KEEP),$(EN32_ROUND_STEPS))
+	$(PIP) install --quiet -e ".[bench]"
+	$(call bench_en_sets,$(EN32_MODELS) --peers ppocrv6,$(EN32_RUN))
+	$(front_en)
+	$(PY) -m benchmarks.prune_rounds $(EN32) --name ppocrv6_en_$(EN32_RUN)
 
 # The same for Chinese: PP-OCRv6 with its head sliced to the zh charset (6,892 classes of
 # 18,710) at height 48 and 32, INT8, and ZH_ROUNDS rounds of pruning to ZH_KEEP of the
@@ -337,16 +384,17 @@ define zh_bench
 		"held-out Chinese documents (exact)=infer_heldout_document_zh_front+infer_heldout_document_zh_h32"
 	$(PY) -m benchmarks.prune_rounds $(3) --name ppocrv6_zh$(4)
 endef
-# rounds $(3) of Taylor pruning to ZH_KEEP of the MACs, starting from checkpoint $(1), in
-# $(2)/roundK, each recovered ZH_STEPS steps with experiment $(4) and exported by $(5)
-# (called with the recovered checkpoint and K); a finished cut, recovery or export is kept
-define zh_prune_rounds
+# rounds $(3) of Taylor pruning to $(7) of the MACs, starting from checkpoint $(1), in
+# $(2)/roundK, each cut judged on the val lines of $(6), recovered $(8) steps with
+# experiment $(4) and exported by $(5) (called with the recovered checkpoint and K); a
+# finished cut, recovery or export is kept
+define prune_rounds
 	@src=$(1); for k in $(3); do r=$(2)/round$$k; \
 		[ -f $$r/pruned.ckpt ] || $(PY) prune.py ckpt=$$src mode=global importance=taylor \
-			target.metric=macs target.keep=$(ZH_KEEP) eval_samples=200 $(ZH_VAL) \
+			target.metric=macs target.keep=$(7) eval_samples=200 $(6) \
 			hydra.run.dir=$$r || exit 1; \
 		$(MAKE) --no-print-directory resumable-run RUN=$$r/recover EXP=$(4) \
-			OVER="init_ckpt=$$r/pruned.ckpt trainer.max_steps=$(ZH_STEPS)" || exit 1; \
+			OVER="init_ckpt=$$r/pruned.ckpt trainer.max_steps=$(8)" || exit 1; \
 		src=$$r/recover/checkpoints/last.ckpt; \
 		$(call $(5),$$src,$${k}) || exit 1; done
 endef
@@ -365,7 +413,7 @@ ppocrv6-zh: ppocrv6-cache-zh $(HELDOUT_DOC_ZH)/labels.tsv
 		out=$(ZHC)/zh_h48_dyn.onnx name=ppocrv6_zh_h48 quantize=dynamic $(ZH_VAL)
 	@[ -f $(ZHC)/zh_h32_int8.onnx ] || $(PY) export.py ckpt=$(ZHC)/zh_h32.ckpt \
 		out=$(ZHC)/zh_h32.onnx name=ppocrv6_zh_h32 quantize=static $(ZH_VAL)
-	$(call zh_prune_rounds,$(ZHC)/zh_h48.ckpt,$(ZHC),$(ZH_ROUNDS),ppocrv6_recover_zh,zh48_export)
+	$(call prune_rounds,$(ZHC)/zh_h48.ckpt,$(ZHC),$(ZH_ROUNDS),ppocrv6_recover_zh,zh48_export,$(ZH_VAL),$(ZH_KEEP),$(ZH_STEPS))
 	@$(MAKE) --no-print-directory resumable-run RUN=$(ZHC)/unpruned/recover EXP=ppocrv6_recover_zh \
 		OVER="init_ckpt=$(ZHC)/zh_h48.ckpt trainer.max_steps=$(ZH_STEPS)"
 	@[ -f $(ZHC)/unpruned_int8.onnx ] || $(PY) export.py ckpt=$(ZHC)/unpruned/recover/checkpoints/last.ckpt \
@@ -402,7 +450,7 @@ ppocrv6-zh-h32: ppocrv6-cache-zh $(HELDOUT_DOC_ZH)/labels.tsv
 	@$(MAKE) --no-print-directory resumable-run RUN=$(ZH32)/recover EXP=ppocrv6_recover_zh_h32 \
 		OVER="init_ckpt=$(ZHC)/zh_h32.ckpt trainer.max_steps=$(ZH_STEPS)"
 	@$(call zh32_export,$(ZH32)/recover/checkpoints/last.ckpt,recovered)
-	$(call zh_prune_rounds,$(ZH32)/recover/checkpoints/last.ckpt,$(ZH32),$(ZH32_ROUNDS),ppocrv6_recover_zh_h32,zh32_round_export)
+	$(call prune_rounds,$(ZH32)/recover/checkpoints/last.ckpt,$(ZH32),$(ZH32_ROUNDS),ppocrv6_recover_zh_h32,zh32_round_export,$(ZH_VAL),$(ZH_KEEP),$(ZH_STEPS))
 	$(call zh_bench,$(ZH32_MODELS),h32,$(ZH32),_h32)
 
 # What fusing the activation chains before static INT8 buys (distill/export/quantize.py,
