@@ -280,7 +280,7 @@ ppocrv6-front: $(STAMP)
 # one picture and table of the English runs: the front's, joined by those of en-fast and
 # ppocrv6-en-h32 where they have run (a later run replaces the rows of the engines it read
 # again); a make of its own, so that a run made earlier in the same recipe is seen
-EN_FRONT_RUNS = front $(foreach r,fast h32r h32s,$(if $(wildcard $(RESULTS)/infer_iiit5k_300_en_$(r).json),$(r)))
+EN_FRONT_RUNS = front $(foreach r,fast h32r h32s h32s3,$(if $(wildcard $(RESULTS)/infer_iiit5k_300_en_$(r).json),$(r)))
 en_front_set = --set "$(1)=$(subst $(space),+,$(foreach r,$(EN_FRONT_RUNS),infer_$(2)_en_$(r)))"
 front-en: $(STAMP)
 	$(PY) -m benchmarks.front --name en --budgets $(FRONT_BUDGETS) \
@@ -316,12 +316,13 @@ en-fast: $(STAMP)
 # rounds of Taylor pruning to EN32_KEEP of the MACs, each recovered EN32_ROUND_STEPS
 # steps the same way; each stage exported FP32 + static INT8 with 7-bit weights (any x86
 # CPU); read beside en_student and the wheel's PP-OCRv6 on the three English sets
-# (infer_*_en_$(EN32_RUN)), added to the English front (front_en). Resumable.
+# (infer_*_en_$(EN32_RUN); round 3 was first read in a run of its own beside en_student
+# INT8 and the wheel, infer_*_en_h32s3), added to the English front (front_en). Resumable.
 EN32 ?= logs/en_h32s
 EN32_EXP ?= ppocrv6_recover_h32
 EN32_RUN ?= h32s
 EN32_NAME ?= PP-OCRv6 ascii h32 stretched
-EN32_ROUNDS ?= 1 2
+EN32_ROUNDS ?= 1 2 3
 EN32_KEEP ?= 0.8
 EN32_STEPS ?= 800
 EN32_ROUND_STEPS ?= 400
