@@ -68,6 +68,7 @@ GEN := data/generated
 # document lines rendered in font families held out of training (English, Chinese)
 HELDOUT_DOC_EN := $(GEN)/heldout/document_en
 HELDOUT_DOC_ZH := $(GEN)/heldout/document_zh
+VAL_DOC := $(GEN)/val
 # static INT8 calibration lines for the quantize command, kept out of training: real
 # receipt and scene validation lines, and Chinese document lines in the training fonts
 EN_CAL := --calibration $(GEN)/real/sroie_lines/val.tsv --calibration $(GEN)/real/scene_words/val.tsv
@@ -295,11 +296,9 @@ front_en = @$(MAKE) --no-print-directory front-en
 # training; read beside en_student, en_receipts and the wheel's PP-OCRv6 on the three
 # English sets (infer_*_en_fast), then joined to the front (front_en).
 EN_FAST_CAL := $(EN_CAL) --calibration $(GEN)/val/document_en/labels.tsv
-en-fast: $(STAMP)
+en-fast: $(VAL_DOC)/document_en/labels.tsv | $(STAMP)
 	$(receipts_splits)
 	$(PIP) install --quiet -e ".[bench]"
-	@[ -f $(GEN)/val/document_en/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
-		--lang en --fonts train --size 300 --seed 4242 --out $(GEN)/val/document_en
 	@mkdir -p $(FRONT)
 	$(PY) -m distill.export.quantize models/en_student.onnx $(FRONT)/en_student_static7.onnx \
 		--mode static --reduce-range on --lines 240 $(EN_FAST_CAL)
@@ -335,9 +334,7 @@ EN32_MODELS = --model "$(EN32_NAME) recovered FP32=$(EN32)/recovered.onnx" \
 	$(foreach k,$(EN32_ROUNDS),--model "$(EN32_NAME) pruned round $(k) FP32=$(EN32)/round$(k).onnx" \
 		--model "$(EN32_NAME) pruned round $(k) INT8 7-bit=$(EN32)/round$(k)_int8.onnx") \
 	$(EN_MODELS)
-ppocrv6-en-h32: ppocrv6-cache
-	@[ -f $(GEN)/val/document_en/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
-		--lang en --fonts train --size 300 --seed 4242 --out $(GEN)/val/document_en
+ppocrv6-en-h32: ppocrv6-cache $(VAL_DOC)/document_en/labels.tsv
 	@[ -f $(CUTS)/ascii_h32.ckpt ] || $(PY) -m distill.models.ppocrv6_import $(CUTS)/ascii_h32.ckpt \
 		--charset ascii --protocol caseless --height 32
 	@$(MAKE) --no-print-directory resumable-run RUN=$(EN32)/recover EXP=$(EN32_EXP) \
@@ -401,9 +398,7 @@ define prune_rounds
 endef
 zh48_export = [ -f $(ZHC)/round$(2)_int8.onnx ] || $(PY) export.py ckpt=$(1) out=$(ZHC)/round$(2).onnx \
 	name=ppocrv6_zh_pruned_r$(2) quantize=static $(ZH_VAL)
-ppocrv6-zh: ppocrv6-cache-zh $(HELDOUT_DOC_ZH)/labels.tsv
-	@[ -f $(GEN)/val/document_zh/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
-		--lang zh --fonts train --size 300 --seed 4242 --out $(GEN)/val/document_zh
+ppocrv6-zh: ppocrv6-cache-zh $(HELDOUT_DOC_ZH)/labels.tsv $(VAL_DOC)/document_zh/labels.tsv
 	@[ -f $(ZHC)/zh_h48.ckpt ] || $(PY) -m distill.models.ppocrv6_import $(ZHC)/zh_h48.ckpt \
 		--charset zh --max-width 2400
 	@[ -f $(ZHC)/zh_h32.ckpt ] || $(PY) -m distill.models.ppocrv6_import $(ZHC)/zh_h32.ckpt \
@@ -441,9 +436,7 @@ ZH32_MODELS = --model "PP-OCRv6 zh h32 FP32=$(ZHC)/zh_h32.onnx" \
 		--model "PP-OCRv6 zh h32 pruned round $(k) INT8 7-bit=$(ZH32)/round$(k)_int8.onnx") \
 	--model "zh_student FP32=models/zh_student.onnx" \
 	--model "zh_student INT8=models/zh_student_int8.onnx"
-ppocrv6-zh-h32: ppocrv6-cache-zh $(HELDOUT_DOC_ZH)/labels.tsv
-	@[ -f $(GEN)/val/document_zh/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
-		--lang zh --fonts train --size 300 --seed 4242 --out $(GEN)/val/document_zh
+ppocrv6-zh-h32: ppocrv6-cache-zh $(HELDOUT_DOC_ZH)/labels.tsv $(VAL_DOC)/document_zh/labels.tsv
 	@[ -f $(ZHC)/zh_h32.ckpt ] || $(PY) -m distill.models.ppocrv6_import $(ZHC)/zh_h32.ckpt \
 		--charset zh --max-width 1600 --height 32
 	@[ -f $(ZHC)/zh_h32.onnx ] || $(PY) export.py ckpt=$(ZHC)/zh_h32.ckpt out=$(ZHC)/zh_h32.onnx \
@@ -532,9 +525,7 @@ prune-finetune: $(STAMP)
 	$(call resumable_run,$(RUN),en_prune_finetune,$(OVER))
 
 # The Chinese reference student v2 (needs ppocrv6-cache-zh; hours; resumes)
-zh-student-v2: $(STAMP)
-	@[ -f $(GEN)/val/document_zh/labels.tsv ] || $(PY) -m distill.data.render_set --profile document \
-		--lang zh --fonts train --size 300 --seed 4242 --out $(GEN)/val/document_zh
+zh-student-v2: $(VAL_DOC)/document_zh/labels.tsv | $(STAMP)
 	$(call resumable_run,logs/zh_student_v2,zh_student_v2)
 
 # ... trained further from its 8,000-step weights (a new 12,000-step schedule; ~3.7 h;
@@ -542,6 +533,12 @@ zh-student-v2: $(STAMP)
 ZH_V2_FIRST := logs/zh_student_v2/checkpoints/last.ckpt
 zh-student-v2-long: $(STAMP)
 	$(call resumable_run,logs/zh_student_v2_long,zh_student_v2_long,init_ckpt=$(ZH_V2_FIRST))
+
+# document lines in the training fonts with other text (seed 4242), validation and
+# calibration lines kept out of training: $(VAL_DOC)/document_en, $(VAL_DOC)/document_zh
+$(VAL_DOC)/document_%/labels.tsv: | $(STAMP)
+	$(PY) -m distill.data.render_set --profile document --lang $* --fonts train --size 300 \
+		--seed 4242 --out $(VAL_DOC)/document_$*
 
 # Chinese document lines in font families held out of training (HELDOUT_DOC_ZH, the Chinese target's set)
 $(HELDOUT_DOC_ZH)/labels.tsv: | $(STAMP)
